@@ -1,0 +1,1 @@
+"""MRI physics: Fourier transforms, sampling masks, k-space truncation, coils, SENSE operator."""
