@@ -55,5 +55,5 @@ def test_real_input_is_taken_as_complex() -> None:
 def test_bad_input_raises() -> None:
     with pytest.raises(ValueError, match="at least 2 dims"):
         fft2c(torch.zeros(5, dtype=torch.complex64))
-    with pytest.raises(TypeError, match="torch.Tensor"):
+    with pytest.raises(TypeError, match=r"torch\.Tensor"):
         ifft2c(np.zeros((4, 4)))  # type: ignore[arg-type]

@@ -28,7 +28,9 @@ _TOFT_ELLIPSES: tuple[tuple[float, float, float, float, float, float], ...] = (
 )
 
 
-def shepp_logan(shape: tuple[int, int], phase_cycles: float = 0.0, dtype: torch.dtype = torch.complex64) -> torch.Tensor:
+def shepp_logan(
+    shape: tuple[int, int], phase_cycles: float = 0.0, dtype: torch.dtype = torch.complex64
+) -> torch.Tensor:
     """Modified Shepp–Logan phantom on an ``(H, W)`` grid spanning [−1, 1]².
 
     Args:

@@ -85,7 +85,7 @@ def espirit_maps(
     calib_width: int = 24,
     kernel_size: int = 6,
     threshold: float = 0.02,
-    crop: float = 0.95,
+    crop: float = 0.8,
 ) -> torch.Tensor:
     """ESPIRiT coil sensitivity maps (one set of maps) from the fully sampled k-space centre.
 
@@ -119,7 +119,10 @@ def espirit_maps(
         kernel_size: side of the square ESPIRiT kernel in samples (BART/sigpy default 6).
         threshold: relative singular-value threshold in ``(0, 1]`` that separates signal from noise
             subspace (default 0.02, as in BART ``ecalib`` and sigpy).
-        crop: eigenvalue threshold in ``[0, 1)`` below which a pixel's maps are set to zero.
+        crop: eigenvalue threshold in ``[0, 1)`` below which a pixel's maps are set to zero. Default 0.8:
+            on the real 16-coil Pulseq brain with a 16-line calibration region, sigpy's 0.95 zeroed maps
+            inside the head and CG-SENSE (R = 3) lost to zero-filling there (NMSE 0.038 vs 0.032 inside
+            the head), while 0.8 keeps the head (CG-SENSE NMSE 0.006).
 
     Returns:
         ``(C, H, W)`` or ``(B, C, H, W)`` complex64 maps on the input's device, ``Σ_c |S_c|² = 1`` where the

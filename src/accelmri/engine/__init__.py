@@ -1,0 +1,1 @@
+"""Engine: runs experiments built from data, models, losses and metrics."""
