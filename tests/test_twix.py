@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from accelmri.data.errors import DataError
 from accelmri.data.readers.twix import read_twix_kspace
 from accelmri.physics.coils import rss, sense_combine, sense_expand
 from accelmri.physics.fft import ifft2c
@@ -78,7 +79,7 @@ def test_espirit_on_real_data(head: tuple[torch.Tensor, torch.Tensor], kspace: t
 
 def test_missing_file(tmp_path: Path) -> None:
     missing = tmp_path / "nope.dat"
-    with pytest.raises(FileNotFoundError, match=r"nope\.dat"):
+    with pytest.raises(DataError, match=r"nope\.dat"):
         read_twix_kspace(missing)
 
 

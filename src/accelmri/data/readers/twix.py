@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import DataError
+
 __all__ = ["read_twix_kspace"]
 
 
@@ -42,17 +44,16 @@ def read_twix_kspace(path: str | os.PathLike[str]) -> torch.Tensor:
         ``(n_readout // 2, n_lines // 2)``.
 
     Raises:
-        FileNotFoundError: if ``path`` is not an existing file.
         ImportError: if ``twixtools`` is not installed.
-        ValueError: naming the file, if twixtools cannot parse it, it holds no imaging scans, or its lines are
-            not one fully sampled Cartesian 2-D frame (lines of different shapes, a line acquired more than
-            once — slices, echoes, averages — or missing lines). A non-Cartesian acquisition whose spokes are
-            labelled as lines of equal length (e.g. Pulseq without labels) cannot be told apart from the
-            line counters alone.
+        DataError: (a ``ValueError``) naming the file, if it does not exist, twixtools cannot parse it, it holds
+            no imaging scans, or its lines are not one fully sampled Cartesian 2-D frame (lines of different
+            shapes, a line acquired more than once — slices, echoes, averages — or missing lines). A
+            non-Cartesian acquisition whose spokes are labelled as lines of equal length (e.g. Pulseq without
+            labels) cannot be told apart from the line counters alone.
     """
     file = Path(path)
     if not file.is_file():
-        raise FileNotFoundError(f"twix file not found: {file}")
+        raise DataError(file, "file not found")
     try:
         import twixtools
     except ImportError as err:
@@ -62,24 +63,25 @@ def read_twix_kspace(path: str | os.PathLike[str]) -> torch.Tensor:
         measurements = twixtools.read_twix(str(file), verbose=False)
         scans = [mdb for mdb in measurements[-1]["mdb"] if mdb.is_image_scan()]
     except Exception as err:  # twixtools raises KeyError/ValueError/... on files it cannot parse
-        raise ValueError(f"{file}: not a readable Siemens twix file ({type(err).__name__}: {err})") from err
+        raise DataError(file, f"not a readable Siemens twix file ({type(err).__name__}: {err})") from err
     if not scans:
-        raise ValueError(f"{file}: no imaging scans found")
+        raise DataError(file, "no imaging scans found")
 
     line_shape = scans[0].data.shape
     if any(mdb.data.shape != line_shape for mdb in scans):
         shapes = sorted({mdb.data.shape for mdb in scans})
-        raise ValueError(f"{file}: lines of different shapes {shapes}: not a Cartesian 2-D acquisition")
+        raise DataError(file, f"lines of different shapes {shapes}: not a Cartesian 2-D acquisition")
     line_index = np.array([mdb.cLin for mdb in scans])
     n_lines = int(line_index.max()) + 1
     counts = np.bincount(line_index, minlength=n_lines)
     if (counts > 1).any():
-        raise ValueError(
-            f"{file}: line {int(np.argmax(counts > 1))} acquired {int(counts.max())} times: "
-            "only a single fully sampled 2-D frame is supported (no slices, echoes, averages or repetitions)"
+        raise DataError(
+            file,
+            f"line {int(np.argmax(counts > 1))} acquired {int(counts.max())} times: "
+            "only a single fully sampled 2-D frame is supported (no slices, echoes, averages or repetitions)",
         )
     if (counts == 0).any():
-        raise ValueError(f"{file}: {int((counts == 0).sum())} of {n_lines} lines missing: not fully sampled")
+        raise DataError(file, f"{int((counts == 0).sum())} of {n_lines} lines missing: not fully sampled")
 
     kspace = np.empty((n_lines, *line_shape), dtype=np.complex64)  # (lines, coils, readout)
     kspace[line_index] = np.stack([mdb.data for mdb in scans])
