@@ -37,6 +37,8 @@ import torch
 from torch.utils.data import Dataset
 
 from accelmri.data.errors import DataError
+from accelmri.data.pairing import ContrastPair, align_reference
+from accelmri.data.readers import read_volume
 from accelmri.data.readers.fastmri import FastMRIFile
 from accelmri.data.sample import Sample
 from accelmri.data.volume import ImageVolume, KspaceVolume
@@ -45,7 +47,7 @@ from accelmri.physics.degrade import Acquisition
 from accelmri.physics.fft import fft2c, ifft2c
 from accelmri.physics.sensitivity import espirit_maps
 
-__all__ = ["TASKS", "SliceDataset", "SliceSource", "check_task"]
+__all__ = ["TASKS", "SliceDataset", "SliceSource", "check_task", "open_pair", "open_source"]
 
 TASKS = ("reconstruction", "super_resolution", "joint")
 Task = Literal["reconstruction", "super_resolution", "joint"]
@@ -100,6 +102,47 @@ class SliceSource:
             return torch.from_numpy(np.ascontiguousarray(self.volume.kspace[index]))
         image = torch.from_numpy(np.ascontiguousarray(self.volume.data[index], dtype=np.float32))
         return fft2c(image.to(torch.complex64))[None]
+
+
+def open_source(path: str | Path, subject: str | None = None, contrast: str | None = None) -> SliceSource:
+    """Open a file (or DICOM folder) as a :class:`SliceSource`.
+
+    fastMRI HDF5 files are read lazily slice by slice (:class:`FastMRIFile`); every other format is read whole
+    with :func:`accelmri.data.readers.read_volume`. The subject defaults to the file's ``patient_id`` /
+    ``subject_id`` attribute, else the file stem; the contrast to the reader's (IXI names, fastMRI
+    ``acquisition``).
+
+    Raises:
+        DataError: from the readers (missing, corrupt or unsupported files).
+    """
+    file = Path(path)
+    volume: FastMRIFile | KspaceVolume | ImageVolume
+    if file.is_file() and file.suffix.lower() in (".h5", ".hdf5"):
+        try:
+            volume = FastMRIFile(file)
+        except DataError:
+            volume = read_volume(file)  # an ISMRMRD file, or a clear error from read_volume
+    else:
+        volume = read_volume(file)
+    attrs = volume.attrs
+    found_subject = attrs.get("patient_id") or attrs.get("subject_id") or file.name.split(".")[0]
+    found_contrast = getattr(volume, "contrast", None) or attrs.get("acquisition")
+    return SliceSource(volume, subject=subject or str(found_subject), contrast=contrast or found_contrast)
+
+
+def open_pair(pair: ContrastPair) -> tuple[SliceSource, SliceSource]:
+    """Open a target/reference pair; image volumes on different grids are resampled onto the target grid.
+
+    Raises:
+        DataError: unreadable files, or a reference that does not overlap the target
+            (:func:`accelmri.data.pairing.align_reference`).
+    """
+    target = open_source(pair.target, pair.subject, pair.target_contrast)
+    reference = open_source(pair.reference, pair.subject, pair.reference_contrast)
+    if isinstance(target.volume, ImageVolume) and isinstance(reference.volume, ImageVolume):
+        aligned = align_reference(target.volume, reference.volume)
+        reference = SliceSource(aligned, subject=reference.subject, contrast=reference.contrast)
+    return target, reference
 
 
 def _crop_center(x: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
