@@ -45,7 +45,7 @@ def test_demo_reports_missing_twix(tmp_path: Path) -> None:
     missing = tmp_path / "scan.dat"
     out = tmp_path / "demo.json"
     result = runner.invoke(app, ["demo", "--twix", str(missing), "--out", str(out)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # bad input data
     assert "scan.dat" in result.output
     assert not out.exists()
 

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from accelmri import __version__
+from accelmri.data.errors import DataError
+from accelmri.io import write_json_atomic
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="accelmri: accelerated MRI toolkit.")
 console = Console()
@@ -21,23 +21,10 @@ if not console.is_terminal:
     console.width = max(console.width, 120)  # tables stay readable in logs and CI
 
 
-def write_json_atomic(path: Path, payload: object, overwrite: bool) -> None:
-    """Write JSON to ``path`` through a temporary file and ``os.replace`` (never a partial file).
-
-    Raises:
-        FileExistsError: if ``path`` exists and ``overwrite`` is False.
-    """
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def fail(err: Exception) -> typer.Exit:
+    """Print a one-line error and return the exit to raise: code 2 for bad input data, 1 otherwise."""
+    console.print(f"[red]error:[/red] {escape(str(err))}")
+    return typer.Exit(code=2 if isinstance(err, DataError) else 1)
 
 
 @app.command()
@@ -73,9 +60,8 @@ def demo(
         rows = run_physics_demo(
             kspace, acceleration, center_fraction, scale, noise_std, seed, l2_weight, cg_iterations
         )
-    except (FileNotFoundError, ValueError, ImportError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(code=1) from err
+    except (OSError, ValueError, ImportError) as err:
+        raise fail(err) from err
     source = str(twix) if twix else f"Shepp-Logan phantom {size}x{size}, {coils} birdcage coils"
     table = Table(title=f"accelmri physics demo — {source}, {kspace.shape[0]} coils, {tuple(kspace.shape[-2:])}")
     for column in ("mask", "R", "s", "R·s", "method", "PSNR dB", "SSIM", "NMSE", "time s"):
@@ -85,8 +71,41 @@ def demo(
                       row.method, f"{row.psnr:.2f}", f"{row.ssim:.4f}", f"{row.nmse:.5f}", f"{row.seconds:.2f}")
     console.print(table)
     if out is not None:
-        write_json_atomic(out, {"source": source, "rows": [asdict(r) for r in rows]}, overwrite)
+        write_json_atomic(out, {"source": source, "rows": [asdict(r) for r in rows]}, overwrite=overwrite)
         console.print(f"wrote {out}")
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option(help="Output folder (refused if it exists and is not empty, see --overwrite).")],
+    contrasts: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Contrast (T1, T2, PD, FLAIR, PDFS). Repeat the option (--contrasts T1 --contrasts T2) or give a "
+            "comma-separated list (--contrasts T1,T2). The first is the reference in pairs.csv.",
+            show_default="T1,T2",
+        ),
+    ] = None,
+    coils: Annotated[int, typer.Option(help="Receive coils (1: single-coil files).")] = 8,
+    subjects: Annotated[int, typer.Option(help="Number of subjects (numbered from 0).")] = 10,
+    size: Annotated[int, typer.Option(help="Even matrix size H = W (240 mm field of view).")] = 256,
+    slices: Annotated[int, typer.Option(help="Axial 5 mm slices per volume.")] = 16,
+    noise_std: Annotated[
+        float, typer.Option(help="Complex k-space noise std per sample, in signal units (fully relaxed PD = 1).")
+    ] = 0.005,
+    seed: Annotated[int, typer.Option(help="Data-set seed (same arguments, identical files).")] = 0,
+    nifti: Annotated[bool, typer.Option(help="Also write .nii.gz magnitude volumes.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Write into a non-empty folder, replacing only our files.")] = False,
+) -> None:
+    """Simulate the digital brain as a fastMRI-layout data set (HDF5 per subject and contrast, pairs.csv)."""
+    from accelmri.data.simulate import simulate_dataset
+
+    names = [name.strip() for value in (contrasts or ["T1,T2"]) for name in value.split(",") if name.strip()]
+    try:
+        written = simulate_dataset(out, names, coils, subjects, size, slices, noise_std, seed, nifti, overwrite)
+    except (OSError, ValueError) as err:
+        raise fail(err) from err
+    console.print(f"wrote {len(written)} files to {escape(str(out))}")
 
 
 def main() -> None:

@@ -53,7 +53,7 @@ def demo_kspace(size: int, coils: int, twix: Path | None = None) -> torch.Tensor
         twix: optional Siemens twix ``.dat`` file with fully sampled Cartesian 2-D data.
 
     Raises:
-        FileNotFoundError / ValueError: from the twix reader for a missing or unsupported file.
+        DataError: from the twix reader for a missing or unsupported file.
     """
     if twix is not None:
         return read_twix_kspace(twix)

@@ -1,0 +1,164 @@
+"""Write the digital brain to disk as a fastMRI-layout data set (``accelmri simulate``).
+
+Output folder, per subject ``K`` (``0 … subjects − 1``) and contrast ``C``:
+
+* ``brain_sub{K:03d}_{C}.h5``: fastMRI HDF5 (:func:`accelmri.data.readers.fastmri.write_fastmri`): ``kspace``
+  ``(S, coils, H, W)`` complex64 (``(S, H, W)`` for one coil), ``reconstruction_rss`` (``reconstruction_esc`` for
+  one coil) ``(S, H, W)`` float32, the noise-free RSS magnitude; ``ismrmrd_header`` with encoded and recon matrix
+  ``(H, W, 1)``, field of view ``(fov, fov, slice thickness)`` mm and ``S`` slices; root attributes
+  ``acquisition`` (the contrast name), ``patient_id`` (``brain_sub{K:03d}``), ``max`` and ``norm`` of the target,
+  and the sequence timing ``tr_ms``, ``te_ms`` (and ``ti_ms`` for FLAIR), ``noise_std``, ``seed``.
+* with ``nifti``: ``brain_sub{K:03d}_{C}.nii.gz``, the same target magnitude with the voxel → RAS affine
+  (:func:`accelmri.data.readers.nifti.write_nifti`), so the NIfTI readers and world-coordinate pairing apply.
+* with two or more contrasts, ``pairs.csv``: the fastMRI multi-contrast split layout of MINet / SANet / MTrans
+  (:func:`accelmri.data.pairing.pairs_from_csv`), **without a header row**, one row ``reference_file,target_file``
+  per subject and target contrast (subject-major), file names relative to the folder. The **first** contrast
+  given is the reference (the role of PD in ``PD_file, PDFS_file``), every other contrast is a target: with
+  ``contrasts=("PD", "PDFS")`` the file is exactly the fastMRI PD → FS-PD layout. No header because the fastMRI
+  CSVs have none and a header such as ``T1_file,T2_file`` could not be told from file names. All contrasts of a
+  subject share one pose, so slices pair by index.
+
+Safety: an existing non-empty folder is refused unless ``overwrite``; with ``overwrite`` only the files listed
+above are replaced, anything else in the folder is left alone. Everything is first written into a hidden staging
+folder next to ``out_dir`` and moved in only when every file has been written, so an error leaves ``out_dir``
+untouched (and removes the staging folder).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from accelmri.data.digital_brain import SEQUENCES, canonical_contrast, digital_brain_subject
+from accelmri.data.readers.fastmri import make_ismrmrd_header, write_fastmri
+from accelmri.data.readers.nifti import write_nifti
+
+__all__ = ["PAIRS_FILE", "simulate_dataset", "subject_file_stem"]
+
+#: Name of the multi-contrast pairing CSV.
+PAIRS_FILE = "pairs.csv"
+
+
+def subject_file_stem(subject: int, contrast: str) -> str:
+    """File name stem of one subject and contrast, e.g. ``brain_sub003_T2``."""
+    return f"brain_sub{subject:03d}_{contrast}"
+
+
+def simulate_dataset(
+    out_dir: str | os.PathLike[str],
+    contrasts: Sequence[str] = ("T1", "T2"),
+    coils: int = 8,
+    subjects: int = 10,
+    size: int = 256,
+    slices: int = 16,
+    noise_std: float = 0.005,
+    seed: int = 0,
+    nifti: bool = False,
+    overwrite: bool = False,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> list[Path]:
+    """Simulate ``subjects`` digital-brain subjects and write them as a fastMRI-layout data set (module docstring).
+
+    Args:
+        out_dir: output folder (created with its parents if missing).
+        contrasts: contrasts of :data:`accelmri.data.digital_brain.CONTRASTS` (case-insensitive, no repeats); the
+            first is the reference in ``pairs.csv``.
+        coils: receive coils (``1``: single-coil files).
+        subjects: number of subjects, numbered ``0 … subjects − 1``.
+        size: even matrix size ``H = W``.
+        slices: slices per volume.
+        noise_std: complex k-space noise std per sample (see
+            :func:`accelmri.data.digital_brain.digital_brain_subject`).
+        seed: data-set seed; the same arguments give bit-identical files.
+        nifti: also write ``.nii.gz`` magnitude volumes.
+        overwrite: allow writing into a non-empty folder, replacing only the files this call writes.
+        cache_dir: digital-brain tissue-map cache folder (default: ``ACCELMRI_CACHE`` / ``~/.cache``).
+
+    Returns:
+        The written files, in order: per subject and contrast the ``.h5`` (then the ``.nii.gz``), then
+        ``pairs.csv``.
+
+    Raises:
+        FileExistsError: ``out_dir`` is a non-empty folder and ``overwrite`` is false.
+        NotADirectoryError: ``out_dir`` exists and is not a folder.
+        ValueError: invalid arguments (unknown or repeated contrast, ``subjects < 1``, odd ``size``, …).
+        OSError: the output cannot be written (nothing is left in ``out_dir`` then).
+    """
+    out = Path(out_dir).expanduser()
+    names = [canonical_contrast(c) for c in ([contrasts] if isinstance(contrasts, str) else contrasts)]
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"contrasts must be a non-empty list without repeats, got {list(contrasts)!r}")
+    if isinstance(subjects, bool) or not isinstance(subjects, int) or subjects < 1:
+        raise ValueError(f"subjects must be a positive int, got {subjects!r}")
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out}: folder is not empty; pass overwrite (--overwrite) to replace its files")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.simulate-"))
+    try:
+        names_written = _write_all(staging, names, coils, subjects, size, slices, noise_std, seed, nifti, cache_dir)
+        out.mkdir(exist_ok=True)
+        for name in names_written:
+            os.replace(staging / name, out / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [out / name for name in names_written]
+
+
+def _write_all(
+    folder: Path,
+    contrasts: list[str],
+    coils: int,
+    subjects: int,
+    size: int,
+    slices: int,
+    noise_std: float,
+    seed: int,
+    nifti: bool,
+    cache_dir: str | os.PathLike[str] | None,
+) -> list[str]:
+    """Generate and write every file into ``folder``; returns the file names in write order."""
+    written: list[str] = []
+    pairs: list[tuple[str, str]] = []
+    for subject in range(subjects):
+        brain = digital_brain_subject(subject, contrasts, coils, size, slices, noise_std, seed, cache_dir=cache_dir)
+        spacing = np.linalg.norm(brain.affine[:3, :3], axis=0)  # voxel size along (h, w, s), mm
+        fov = (size * float(spacing[0]), size * float(spacing[1]), float(spacing[2]))
+        header = make_ismrmrd_header((size, size, 1), (size, size, 1), fov_mm=fov, num_slices=slices)
+        for contrast in contrasts:
+            stem = subject_file_stem(subject, contrast)
+            sequence = SEQUENCES[contrast]
+            attrs: dict[str, str | float | int] = {
+                "acquisition": contrast,
+                "patient_id": f"brain_sub{subject:03d}",
+                "tr_ms": sequence.tr_ms,
+                "te_ms": sequence.te_ms,
+                "noise_std": float(noise_std),
+                "seed": int(seed),
+            }
+            if sequence.ti_ms is not None:
+                attrs["ti_ms"] = sequence.ti_ms
+            kspace = brain.kspace[contrast].numpy()
+            target = brain.targets[contrast].numpy()
+            write_fastmri(folder / f"{stem}.h5", kspace if coils > 1 else kspace[:, 0], target, attrs, header)
+            written.append(f"{stem}.h5")
+            if nifti:
+                write_nifti(folder / f"{stem}.nii.gz", target, brain.affine)
+                written.append(f"{stem}.nii.gz")
+        reference = f"{subject_file_stem(subject, contrasts[0])}.h5"
+        pairs.extend((reference, f"{subject_file_stem(subject, c)}.h5") for c in contrasts[1:])
+        del brain, kspace, target  # free this subject (≈ 0.3 GB at 256², 8 coils) before the next
+    if pairs:
+        with (folder / PAIRS_FILE).open("w", newline="") as handle:
+            csv.writer(handle).writerows(pairs)
+        written.append(PAIRS_FILE)
+    return written
