@@ -1,0 +1,98 @@
+"""Convolutional building blocks shared by the models.
+
+- :class:`ResBlock`: EDSR residual block conv3–ReLU–conv3 with residual scaling, no batch norm (Lim et al.,
+  "Enhanced deep residual networks for single image super-resolution", CVPRW 2017) — T2Net's branches (paper 000).
+- :class:`ChannelAttention`, :class:`RCAB`, :class:`ResidualGroup`: RCAN (Zhang et al., ECCV 2018, Sec. 3) —
+  the branches of MINet and SANet (papers 003, 004).
+- :class:`Upsampler`: sub-pixel convolution (Shi et al., CVPR 2016): conv 64→256 + PixelShuffle(2) per factor 2.
+
+All blocks map ``(B, C, H, W)`` float tensors to ``(B, C, H, W)`` (``Upsampler``: ``(B, C, sH, sW)``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["RCAB", "ChannelAttention", "ResBlock", "ResidualGroup", "Upsampler", "conv"]
+
+
+def conv(in_channels: int, out_channels: int, kernel_size: int = 3, bias: bool = True) -> nn.Conv2d:
+    """A 'same'-padded 2-D convolution."""
+    return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
+
+
+class ResBlock(nn.Module):
+    """EDSR residual block ``x + res_scale · conv(ReLU(conv(x)))``."""
+
+    def __init__(self, channels: int = 64, res_scale: float = 0.1) -> None:
+        super().__init__()
+        self.body = nn.Sequential(conv(channels, channels), nn.ReLU(inplace=True), conv(channels, channels))
+        self.res_scale = res_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.res_scale * self.body(x)
+
+
+class ChannelAttention(nn.Module):
+    """RCAN channel attention: global average pool → 1×1 conv (C→C/r) → ReLU → 1×1 conv → sigmoid gate."""
+
+    def __init__(self, channels: int = 64, reduction: int = 16) -> None:
+        super().__init__()
+        hidden = max(1, channels // reduction)
+        self.gate = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(channels, hidden, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, channels, 1),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x)
+
+
+class RCAB(nn.Module):
+    """Residual channel attention block ``x + CA(conv(ReLU(conv(x))))`` (RCAN)."""
+
+    def __init__(self, channels: int = 64, reduction: int = 16) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            conv(channels, channels),
+            nn.ReLU(inplace=True),
+            conv(channels, channels),
+            ChannelAttention(channels, reduction),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ResidualGroup(nn.Module):
+    """RCAN residual group: ``n_blocks`` RCABs and a conv, with a long skip connection."""
+
+    def __init__(self, channels: int = 64, n_blocks: int = 6, reduction: int = 16) -> None:
+        super().__init__()
+        self.body = nn.Sequential(*[RCAB(channels, reduction) for _ in range(n_blocks)], conv(channels, channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class Upsampler(nn.Sequential):
+    """Sub-pixel upsampler: per factor 2, conv C→4C and PixelShuffle(2); for 3, conv C→9C and PixelShuffle(3).
+
+    Raises:
+        ValueError: for a scale that is not a power of 2 or 3.
+    """
+
+    def __init__(self, scale: int, channels: int = 64) -> None:
+        layers: list[nn.Module] = []
+        if scale >= 1 and scale & (scale - 1) == 0:
+            for _ in range(scale.bit_length() - 1):
+                layers += [conv(channels, 4 * channels), nn.PixelShuffle(2)]
+        elif scale == 3:
+            layers += [conv(channels, 9 * channels), nn.PixelShuffle(3)]
+        else:
+            raise ValueError(f"Upsampler: scale must be a power of 2 or 3, got {scale}")
+        super().__init__(*layers)

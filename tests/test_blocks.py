@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from accelmri.models.blocks.common import RCAB, ResBlock, ResidualGroup, Upsampler
+from accelmri.models.blocks.correspondence import relevance_search, transfer, unfold_patches
+
+
+def dense_relevance(query: torch.Tensor, key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The dense formula of TTSR / T2Net: R = K̂ᵀ Q̂ over all positions, then max/argmax over keys."""
+    q = F.normalize(F.unfold(query, 3, padding=1), dim=1)
+    k = F.normalize(F.unfold(key, 3, padding=1), dim=1)
+    relevance = torch.bmm(k.transpose(1, 2), q)
+    return relevance.max(dim=1)
+
+
+@pytest.mark.parametrize("block_size", [1, 7, 64, 10_000])
+@pytest.mark.parametrize(("query_size", "key_size"), [((12, 10), (12, 10)), ((6, 5), (12, 10))])
+def test_blockwise_relevance_equals_dense(
+    block_size: int, query_size: tuple[int, int], key_size: tuple[int, int]
+) -> None:
+    query, key = torch.randn(2, 8, *query_size), torch.randn(2, 8, *key_size)
+    soft, index = relevance_search(query, key, block_size=block_size)
+    dense_soft, dense_index = dense_relevance(query, key)
+    assert torch.equal(index, dense_index)
+    assert torch.allclose(soft, dense_soft, atol=1e-6)
+
+
+def test_window_search_restricts_keys_and_bf16_is_close() -> None:
+    query, key = torch.randn(1, 4, 16, 16), torch.randn(1, 4, 16, 16)
+    _, index = relevance_search(query, key, window=2)
+    qy, qx = torch.arange(16).repeat_interleave(16), torch.arange(16).repeat(16)
+    ky, kx = index[0] // 16, index[0] % 16
+    assert int((ky - qy).abs().max()) <= 2 and int((kx - qx).abs().max()) <= 2
+    exact, _ = relevance_search(query, key)
+    fast, _ = relevance_search(query, key, dtype=torch.bfloat16)
+    assert (fast - exact).abs().max() < 0.05
+
+
+def test_self_search_finds_itself_and_transfer_reconstructs() -> None:
+    x = torch.randn(1, 6, 9, 11)
+    soft, index = relevance_search(x, x)
+    assert torch.equal(index[0], torch.arange(99))
+    assert torch.allclose(soft, torch.ones_like(soft), atol=1e-5)
+    assert torch.allclose(transfer(x, index, (9, 11)), x, atol=1e-6)
+    # A value grid twice as fine moves 6×6 patches with stride 2: the identity again.
+    fine = torch.randn(1, 3, 18, 22)
+    assert torch.allclose(transfer(fine, index, (9, 11), scale=2), fine, atol=1e-6)
+
+
+def test_transfer_moves_the_matched_patch() -> None:
+    key = torch.zeros(1, 1, 8, 8)
+    key[0, 0, 5, 6] = 1.0  # a single bright dot
+    query = torch.zeros(1, 1, 8, 8)
+    query[0, 0, 2, 1] = 1.0
+    _, index = relevance_search(query, key)
+    assert int(index[0, 2 * 8 + 1]) == 5 * 8 + 6
+    assert unfold_patches(query).shape == (1, 9, 64)
+
+
+def test_blocks_shapes_and_upsampler() -> None:
+    x = torch.randn(2, 16, 10, 12)
+    assert ResBlock(16)(x).shape == x.shape
+    assert RCAB(16, reduction=4)(x).shape == x.shape
+    assert ResidualGroup(16, n_blocks=2, reduction=4)(x).shape == x.shape
+    assert Upsampler(4, 16)(x).shape == (2, 16, 40, 48)
+    assert Upsampler(3, 16)(x).shape == (2, 16, 30, 36)
+    with pytest.raises(ValueError, match="power of 2 or 3"):
+        Upsampler(5, 16)
