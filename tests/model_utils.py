@@ -50,10 +50,7 @@ def make_batch(
     The reference contrast is the phantom with inverted grey levels (same anatomy, different contrast).
     """
     images = _phantom_slices(slices, size, seed)
-    if coils > 1:
-        kspace = fft2c(sense_expand(images, birdcage_maps((coils, *size))))
-    else:
-        kspace = fft2c(images)[:, None]
+    kspace = fft2c(sense_expand(images, birdcage_maps((coils, *size)))) if coils > 1 else fft2c(images)[:, None]
     target = SliceSource(KspaceVolume(kspace=kspace.numpy(), path=Path(f"phantom{seed}.h5")), subject="p")
     references = None
     if reference:
