@@ -1,0 +1,195 @@
+"""Training losses of the five papers, each a callable ``(prediction, batch) -> scalar``.
+
+Terms (registered by name in :data:`LOSSES`, combined with weights by :func:`build_loss`):
+
+===============  ==========================================================================================
+``l1``           L1(image, target)
+``rec_l1``       L1(lr_image, lr_target) — the reconstruction branch (T2Net Rec, paper 001's L1(Rec))
+``reference_l1`` L1(reference_image, reference) — MINet/SANet's auxiliary reconstruction of the reference
+``fourier``      mean |F(image) − F(target)| of the centered orthonormal spectra (FASR-Net, paper 002, Sec. II-D)
+``perceptual``   L1 between VGG19 features of image and target (papers 001, 002); weights from a local file
+``adversarial``  generator side of a GAN with a discriminator (paper 001, 5e-3 weight); see :func:`discriminator_loss`
+===============  ==========================================================================================
+
+Paper presets (:data:`PRESETS`): T2Net 0.2·L1(SR) + 0.8·L1(Rec) (paper) and the reference code's 0.8/0.2;
+MINet 0.3·L1(target) + 0.7·L1(reference) (paper and code); SANet α = 0.7 on the target (paper); FASR-Net
+L1 + perceptual + Fourier; paper 001: perceptual + 1e-2·L1 + 1·L1(Rec) + 5e-3·adversarial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from accelmri.models.base import Prediction
+from accelmri.physics.fft import fft2c
+
+if TYPE_CHECKING:
+    from accelmri.data.sample import Sample
+
+__all__ = [
+    "LOSSES",
+    "PRESETS",
+    "AdversarialLoss",
+    "CompositeLoss",
+    "FourierL1",
+    "PerceptualLoss",
+    "build_loss",
+    "discriminator_loss",
+]
+
+LossTerm = Callable[[Prediction, "Sample"], torch.Tensor]
+
+
+def _require(value: torch.Tensor | None, what: str, term: str) -> torch.Tensor:
+    if value is None:
+        raise ValueError(f"loss term '{term}' needs {what}, which is None")
+    return value
+
+
+def l1(prediction: Prediction, batch: Sample) -> torch.Tensor:
+    """L1(image, target)."""
+    return F.l1_loss(prediction.image, batch.target)
+
+
+def rec_l1(prediction: Prediction, batch: Sample) -> torch.Tensor:
+    """L1(lr_image, lr_target): the reconstruction branch against the fully sampled LR image."""
+    return F.l1_loss(_require(prediction.lr_image, "prediction.lr_image", "rec_l1"), batch.lr_target)
+
+
+def reference_l1(prediction: Prediction, batch: Sample) -> torch.Tensor:
+    """L1(reference_image, reference): the auxiliary reconstruction of the reference contrast."""
+    predicted = _require(prediction.reference_image, "prediction.reference_image", "reference_l1")
+    return F.l1_loss(predicted, _require(batch.reference, "batch.reference", "reference_l1"))
+
+
+class FourierL1(nn.Module):
+    """Mean modulus of the difference of the centered orthonormal 2-D spectra of image and target."""
+
+    def forward(self, prediction: Prediction, batch: Sample) -> torch.Tensor:
+        difference = fft2c(prediction.image.float()) - fft2c(batch.target.float())
+        return difference.abs().mean()
+
+
+class PerceptualLoss(nn.Module):
+    """L1 distance between VGG19 feature maps (frozen) of the image and the target.
+
+    ImageNet weights cannot be downloaded here: pass ``weights`` = a local file in torchvision's key layout
+    (``features.N.weight``). A random network is refused unless ``allow_random_weights=True`` (tests only).
+
+    Args:
+        weights: path to VGG19 weights.
+        layers: VGG19 layer names (default ``relu5_4``, the ESRGAN/paper 001 choice).
+        allow_random_weights: permit a randomly initialised VGG (never in a real run).
+
+    Raises:
+        ValueError: if ``weights`` is None and random weights are not allowed.
+    """
+
+    def __init__(
+        self,
+        weights: str | Path | None = None,
+        layers: tuple[str, ...] = ("relu5_4",),
+        allow_random_weights: bool = False,
+    ) -> None:
+        super().__init__()
+        if weights is None and not allow_random_weights:
+            raise ValueError(
+                "PerceptualLoss needs VGG19 weights: ImageNet weights cannot be downloaded here; pass "
+                "weights=PATH to a torchvision-layout VGG19 state dict"
+            )
+        from accelmri.models.blocks.vgg import VGG19Features
+
+        self.vgg = VGG19Features(layers=layers, weights=weights, trainable=False)
+        self.vgg.eval()
+
+    def forward(self, prediction: Prediction, batch: Sample) -> torch.Tensor:
+        predicted, target = self.vgg(prediction.image), self.vgg(batch.target)
+        return torch.stack([F.l1_loss(predicted[name], target[name].detach()) for name in predicted]).sum()
+
+
+class AdversarialLoss(nn.Module):
+    """Generator side of a standard GAN (binary cross-entropy with logits): ``BCE(D(image), 1)``.
+
+    The discriminator is trained separately with :func:`discriminator_loss` (two optimisers; paper 001
+    Sec. 2.4). The discriminator is held by reference, not registered as a submodule of the loss.
+    """
+
+    def __init__(self, discriminator: nn.Module) -> None:
+        super().__init__()
+        self._discriminator = [discriminator]
+
+    def forward(self, prediction: Prediction, batch: Sample) -> torch.Tensor:
+        logits = self._discriminator[0](prediction.image)
+        return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+
+
+def discriminator_loss(discriminator: nn.Module, prediction: Prediction, batch: Sample) -> torch.Tensor:
+    """Discriminator loss ``BCE(D(target), 1) + BCE(D(image.detach()), 0)``."""
+    real = discriminator(batch.target)
+    fake = discriminator(prediction.image.detach())
+    return F.binary_cross_entropy_with_logits(real, torch.ones_like(real)) + F.binary_cross_entropy_with_logits(
+        fake, torch.zeros_like(fake)
+    )
+
+
+LOSSES: dict[str, Callable[..., LossTerm]] = {
+    "l1": lambda: l1,
+    "rec_l1": lambda: rec_l1,
+    "reference_l1": lambda: reference_l1,
+    "fourier": FourierL1,
+    "perceptual": PerceptualLoss,
+    "adversarial": AdversarialLoss,
+}
+
+PRESETS: dict[str, dict[str, float]] = {
+    "t2net": {"l1": 0.2, "rec_l1": 0.8},
+    "t2net_refcode": {"l1": 0.8, "rec_l1": 0.2},
+    "minet": {"l1": 0.3, "reference_l1": 0.7},
+    "sanet": {"l1": 0.7, "reference_l1": 0.3},
+    "fasrnet": {"l1": 1.0, "perceptual": 1.0, "fourier": 1.0},
+    "pgd_sft": {"perceptual": 1.0, "l1": 1e-2, "rec_l1": 1.0, "adversarial": 5e-3},
+}
+
+
+class CompositeLoss(nn.Module):
+    """Weighted sum of named terms; ``forward`` returns ``(total, {name: value})``."""
+
+    def __init__(self, terms: Mapping[str, tuple[float, LossTerm]]) -> None:
+        super().__init__()
+        if not terms:
+            raise ValueError("CompositeLoss needs at least one term")
+        self.weights = {name: float(weight) for name, (weight, _) in terms.items()}
+        self.terms = {name: term for name, (_, term) in terms.items()}
+        self.modules_ = nn.ModuleDict({name: t for name, t in self.terms.items() if isinstance(t, nn.Module)})
+
+    def forward(self, prediction: Prediction, batch: Sample) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        parts = {name: term(prediction, batch) for name, term in self.terms.items()}
+        total = torch.stack([self.weights[name] * value for name, value in parts.items()]).sum()
+        return total, {name: value.detach() for name, value in parts.items()}
+
+
+def build_loss(weights: Mapping[str, float] | str, **options: Mapping[str, Any]) -> CompositeLoss:
+    """Build a :class:`CompositeLoss` from ``{term: weight}`` or a preset name.
+
+    ``options[term]`` gives a term's constructor arguments, e.g.
+    ``build_loss("pgd_sft", perceptual={"weights": "vgg19.pth"}, adversarial={"discriminator": d})``.
+
+    Raises:
+        KeyError: unknown preset or term (the message lists the valid ones).
+    """
+    if isinstance(weights, str):
+        if weights not in PRESETS:
+            raise KeyError(f"unknown loss preset {weights!r}; presets: {', '.join(sorted(PRESETS))}")
+        weights = PRESETS[weights]
+    unknown = [name for name in weights if name not in LOSSES]
+    if unknown:
+        raise KeyError(f"unknown loss terms {unknown}; terms: {', '.join(LOSSES)}")
+    return CompositeLoss(
+        {name: (weight, LOSSES[name](**dict(options.get(name, {})))) for name, weight in weights.items()}
+    )

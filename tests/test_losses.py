@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from accelmri.losses import PRESETS, AdversarialLoss, FourierL1, build_loss, discriminator_loss
+from accelmri.models.base import Prediction
+from accelmri.physics.fft import fft2c
+from tests.model_utils import make_batch
+
+
+@pytest.fixture(scope="module")
+def batch():  # type: ignore[no-untyped-def]
+    return make_batch("joint", scale=2, acceleration=4, size=(32, 32))
+
+
+def test_weighted_terms_match_their_formulas(batch) -> None:  # type: ignore[no-untyped-def]
+    image = batch.target + 0.1 * torch.randn_like(batch.target)
+    lr_image = batch.lr_target + 0.2 * torch.randn_like(batch.lr_target)
+    reference_image = batch.reference + 0.3
+    prediction = Prediction(image=image, lr_image=lr_image, reference_image=reference_image)
+    total, parts = build_loss("t2net")(prediction, batch)
+    expected = 0.2 * F.l1_loss(image, batch.target) + 0.8 * F.l1_loss(lr_image, batch.lr_target)
+    assert torch.allclose(total, expected)
+    assert set(parts) == {"l1", "rec_l1"}
+    total, _ = build_loss("sanet")(prediction, batch)
+    assert torch.allclose(total, 0.7 * F.l1_loss(image, batch.target) + 0.3 * torch.tensor(0.3), atol=1e-6)
+    assert PRESETS["t2net_refcode"] == {"l1": 0.8, "rec_l1": 0.2}
+
+
+def test_fourier_l1_is_zero_only_for_equal_images_and_matches_formula(batch) -> None:  # type: ignore[no-untyped-def]
+    loss = FourierL1()
+    assert float(loss(Prediction(image=batch.target.clone()), batch)) == 0.0
+    shifted = batch.target + 0.05
+    value = loss(Prediction(image=shifted), batch)
+    expected = (fft2c(shifted) - fft2c(batch.target)).abs().mean()
+    assert torch.allclose(value, expected) and value > 0
+
+
+def test_missing_outputs_and_unknown_terms_raise(batch) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match="lr_image"):
+        build_loss({"rec_l1": 1.0})(Prediction(image=batch.target), batch)
+    with pytest.raises(KeyError, match="unknown loss terms"):
+        build_loss({"ssim": 1.0})
+    with pytest.raises(KeyError, match="presets"):
+        build_loss("nonexistent")
+
+
+def test_adversarial_losses_train_both_players(batch) -> None:  # type: ignore[no-untyped-def]
+    discriminator = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 1))
+    generator_output = (batch.target + 0.1).requires_grad_(True)
+    prediction = Prediction(image=generator_output)
+    g_loss = build_loss({"adversarial": 1.0}, adversarial={"discriminator": discriminator})(prediction, batch)[0]
+    g_loss.backward()
+    assert generator_output.grad is not None and generator_output.grad.abs().sum() > 0
+    discriminator.zero_grad()
+    d_loss = discriminator_loss(discriminator, prediction, batch)
+    d_loss.backward()
+    assert all(p.grad is not None for p in discriminator.parameters())
+    assert not isinstance(AdversarialLoss(discriminator).__dict__.get("_modules", {}).get("_discriminator"), nn.Module)
+
+
+def test_perceptual_loss_refuses_missing_weights() -> None:
+    with pytest.raises(ValueError, match="cannot be downloaded"):
+        build_loss({"perceptual": 1.0})
