@@ -173,7 +173,7 @@ def conjugate_gradient(
         x = x + alpha * p
         r = r - alpha * ap
         rs_new = _batch_dot(r, r).real
-        rel = float((rs_new.sqrt() / b_norm).max())
+        rel = float((rs_new.sqrt() / b_norm).max().detach())
         history.append(rel)
         if rel < tol:
             break

@@ -1,0 +1,191 @@
+"""Interpolation baselines: bicubic image upsampling and sinc (k-space zero-padding) upsampling.
+
+- ``bicubic``: bicubic interpolation of the zero-filled LR magnitude ``lr_input`` (Keys 1981, as in
+  ``torch.nn.functional.interpolate(mode="bicubic", align_corners=False)``); the "Bicubic" rows of every paper.
+- ``sinc``: zero-padding of the measured LR k-space to the HR grid, the exact inverse of the k-space truncation of
+  :func:`accelmri.physics.degrade.lowres` (which crops the centred block and divides by ``s``): the block is put
+  back at the same place and multiplied by ``s``, so a fully sampled LR k-space gives exactly the HR image with
+  its outer k-space band zeroed ("zero-filling interpolation", Bernstein et al., "Effect of windowing and
+  zero-filled reconstruction of MRI data on spatial resolution and acquisition strategy", JMRI 2001).
+
+Units: images computed from ``batch.kspace`` are in the batch's k-space units (divided by ``norm_std``);
+:func:`to_batch_units` subtracts ``norm_mean / norm_std`` so they match the normalised images of the batch
+(``lr_input``, ``target``; see :mod:`accelmri.data.sample`). Both models have no parameters.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal, get_args
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from accelmri.models.base import Prediction, check_batch
+from accelmri.models.registry import register
+from accelmri.physics.coils import rss, sense_combine
+from accelmri.physics.fft import fft2c, ifft2c
+
+if TYPE_CHECKING:
+    from accelmri.data.sample import Sample
+
+__all__ = [
+    "Bicubic",
+    "CoilCombination",
+    "Sinc",
+    "Upsample",
+    "bicubic_upsample",
+    "check_scale",
+    "check_upsample",
+    "sinc_interpolate",
+    "sinc_upsample",
+    "to_batch_units",
+    "upsample_complex",
+    "zero_pad_kspace",
+]
+
+Upsample = Literal["bicubic", "sinc"]
+CoilCombination = Literal["rss", "sense"]
+
+
+def check_upsample(upsample: str) -> None:
+    """Refuse an unknown upsampling method.
+
+    Raises:
+        ValueError: if ``upsample`` is not ``"bicubic"`` or ``"sinc"``.
+    """
+    if upsample not in get_args(Upsample):
+        raise ValueError(f"upsample must be one of {get_args(Upsample)}, got {upsample!r}")
+
+
+def check_scale(scale: int) -> None:
+    """Refuse a scale that is not a positive int.
+
+    Raises:
+        ValueError: naming the bad value.
+    """
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale must be a positive int, got {scale!r}")
+
+
+def bicubic_upsample(image: torch.Tensor, scale: int) -> torch.Tensor:
+    """Bicubic upsampling ``(B, C, h, w) → (B, C, s·h, s·w)`` (``align_corners=False``); ``scale=1`` is the identity.
+
+    Raises:
+        ValueError: if ``scale`` is not a positive int.
+    """
+    check_scale(scale)
+    if scale == 1:
+        return image
+    height, width = image.shape[-2:]
+    return F.interpolate(image, size=(scale * height, scale * width), mode="bicubic", align_corners=False)
+
+
+def zero_pad_kspace(kspace: torch.Tensor, scale: int) -> torch.Tensor:
+    """Zero-pad centred LR k-space ``(..., h, w)`` to the HR grid ``(..., s·h, s·w)`` and multiply by ``s``.
+
+    The exact right inverse of :func:`accelmri.physics.degrade.lowres`: the block lands at rows
+    ``H//2 − h//2 …`` (same for columns), so DC stays at the DC index of each grid, and
+    ``lowres(zero_pad_kspace(k, s), s) == k``. Differentiable (``F.pad``).
+
+    Raises:
+        ValueError: if ``scale`` is not a positive int.
+    """
+    check_scale(scale)
+    if scale == 1:
+        return kspace
+    h, w = kspace.shape[-2:]
+    height, width = scale * h, scale * w
+    row0, col0 = height // 2 - h // 2, width // 2 - w // 2
+    return F.pad(kspace * scale, (col0, width - col0 - w, row0, height - row0 - h))
+
+
+def sinc_interpolate(image: torch.Tensor, scale: int) -> torch.Tensor:
+    """Sinc interpolation of a complex (or real) image ``(..., h, w)`` to ``(..., s·h, s·w)`` complex.
+
+    ``ifft2c(zero_pad_kspace(fft2c(image), s))``: the image's intensity scale is kept.
+    """
+    return ifft2c(zero_pad_kspace(fft2c(image), scale))
+
+
+def sinc_upsample(kspace: torch.Tensor, scale: int, sens_maps: torch.Tensor | None = None) -> torch.Tensor:
+    """Magnitude HR image of measured LR k-space by zero-padding: ``(B, C, h, w)`` complex → ``(B, 1, H, W)`` real.
+
+    Without ``sens_maps`` the HR coil images ``ifft2c(zero_pad_kspace(k, s))`` are combined by root-sum-of-squares
+    (the coil combination of the batch's ``target`` and ``lr_input``); with ``sens_maps (B, C, h, w)`` (LR grid)
+    the LR coil images are SENSE-combined first and the complex combined image is sinc-interpolated.
+    Units: those of ``kspace`` (see :func:`to_batch_units`).
+    """
+    if sens_maps is not None:
+        return sinc_interpolate(sense_combine(ifft2c(kspace), sens_maps), scale).abs()[:, None]
+    return rss(ifft2c(zero_pad_kspace(kspace, scale)))[:, None]
+
+
+def to_batch_units(magnitude: torch.Tensor, batch: Sample) -> torch.Tensor:
+    """Map a magnitude ``(B, 1, H, W)`` computed from ``batch.kspace`` to the batch's normalised image units.
+
+    The batch stores ``image = (x − mean)/std`` but ``kspace = k/std`` (:mod:`accelmri.data.sample`), so
+    ``|ifft2c(kspace)| − mean/std`` is in image units (the identity for the default ``"scale"`` normalisation).
+    """
+    offset = (batch.norm_mean / batch.norm_std).reshape(-1, 1, 1, 1)
+    return magnitude - offset.to(device=magnitude.device, dtype=magnitude.dtype)
+
+
+def upsample_complex(image: torch.Tensor, scale: int, upsample: Upsample, batch: Sample) -> torch.Tensor:
+    """Upsample a complex LR reconstruction ``(B, h, w)`` (k-space units) to an HR magnitude ``(B, 1, H, W)``.
+
+    ``"bicubic"`` interpolates the magnitude, ``"sinc"`` zero-pads the complex image's k-space
+    (:func:`sinc_interpolate`); the result is in the batch's image units (:func:`to_batch_units`).
+    """
+    check_upsample(upsample)
+    if upsample == "sinc":
+        return to_batch_units(sinc_interpolate(image, scale).abs()[:, None], batch)
+    return bicubic_upsample(to_batch_units(image.abs()[:, None], batch), scale)
+
+
+@register("bicubic")
+class Bicubic(nn.Module):
+    """Bicubic upsampling of ``lr_input (B, 1, h, w)`` to ``image (B, 1, s·h, s·w)``; no parameters.
+
+    Args:
+        scale: SR scale ``s`` (positive int; 1 returns ``lr_input``).
+    """
+
+    required_fields: tuple[str, ...] = ("lr_input",)
+
+    def __init__(self, scale: int = 2) -> None:
+        super().__init__()
+        check_scale(scale)
+        self.scale = scale
+
+    def forward(self, batch: Sample) -> Prediction:
+        check_batch("bicubic", self.required_fields, batch)
+        return Prediction(image=bicubic_upsample(batch.lr_input, self.scale))
+
+
+@register("sinc")
+class Sinc(nn.Module):
+    """Zero-padding (sinc) upsampling of the measured LR k-space to ``image (B, 1, s·h, s·w)``; no parameters.
+
+    Args:
+        scale: SR scale ``s`` (positive int).
+        coil_combination: ``"rss"`` (root-sum-of-squares of the HR coil images, like the batch's images) or
+            ``"sense"`` (SENSE combination with the batch's LR ``sens_maps``, then complex sinc interpolation).
+
+    Raises:
+        ValueError: bad ``scale`` or ``coil_combination``.
+    """
+
+    def __init__(self, scale: int = 2, coil_combination: CoilCombination = "rss") -> None:
+        super().__init__()
+        check_scale(scale)
+        if coil_combination not in get_args(CoilCombination):
+            raise ValueError(f"coil_combination must be one of {get_args(CoilCombination)}, got {coil_combination!r}")
+        self.scale = scale
+        self.coil_combination = coil_combination
+        self.required_fields: tuple[str, ...] = ("kspace", "sens_maps") if coil_combination == "sense" else ("kspace",)
+
+    def forward(self, batch: Sample) -> Prediction:
+        check_batch("sinc", self.required_fields, batch)
+        maps = batch.sens_maps if self.coil_combination == "sense" else None
+        return Prediction(image=to_batch_units(sinc_upsample(batch.kspace, self.scale, maps), batch))
