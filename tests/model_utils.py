@@ -98,6 +98,6 @@ def overfit(
         loss = loss_fn(model, batch)
         loss.backward()
         optimizer.step()
-        history.append(float(loss))
+        history.append(float(loss.detach()))
     model.eval()
     return history
