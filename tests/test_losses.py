@@ -65,3 +65,18 @@ def test_adversarial_losses_train_both_players(batch) -> None:  # type: ignore[n
 def test_perceptual_loss_refuses_missing_weights() -> None:
     with pytest.raises(ValueError, match="cannot be downloaded"):
         build_loss({"perceptual": 1.0})
+
+
+def test_perceptual_loss_with_weights_from_a_file(batch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from accelmri.models.blocks.vgg import VGG19Features
+
+    path = tmp_path / "vgg19.pth"
+    torch.save(VGG19Features(layers=("relu2_2",)).state_dict(), path)
+    loss = build_loss({"perceptual": 1.0}, perceptual={"weights": path, "layers": ("relu2_2",)})
+    assert float(loss(Prediction(image=batch.target.clone()), batch)[0]) == 0.0
+    image = (batch.target + 0.2 * torch.randn_like(batch.target)).requires_grad_(True)
+    value = loss(Prediction(image=image), batch)[0]
+    value.backward()
+    assert value > 0 and image.grad is not None
+    vgg = loss.modules_["perceptual"].vgg
+    assert all(not p.requires_grad for p in vgg.parameters())  # frozen

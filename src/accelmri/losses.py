@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from accelmri.models.base import Prediction
+from accelmri.models.blocks.vgg import VGG19Features
 from accelmri.physics.fft import fft2c
 
 if TYPE_CHECKING:
@@ -103,8 +104,6 @@ class PerceptualLoss(nn.Module):
                 "PerceptualLoss needs VGG19 weights: ImageNet weights cannot be downloaded here; pass "
                 "weights=PATH to a torchvision-layout VGG19 state dict"
             )
-        from accelmri.models.blocks.vgg import VGG19Features
-
         self.vgg = VGG19Features(layers=layers, weights=weights, trainable=False)
         self.vgg.eval()
 
