@@ -69,3 +69,24 @@ def test_blocks_shapes_and_upsampler() -> None:
     assert Upsampler(3, 16)(x).shape == (2, 16, 30, 36)
     with pytest.raises(ValueError, match="power of 2 or 3"):
         Upsampler(5, 16)
+
+
+def test_window_covering_the_grid_equals_exact_search() -> None:
+    query, key = torch.randn(2, 4, 6, 5), torch.randn(2, 4, 12, 10)
+    exact_soft, exact_index = relevance_search(query, key)
+    soft, index = relevance_search(query, key, window=12)
+    assert torch.equal(index, exact_index)
+    assert torch.allclose(soft, exact_soft, atol=1e-6)
+
+
+def test_fast_local_search_equals_descriptor_search_in_the_window() -> None:
+    query, key = torch.randn(2, 5, 9, 11), torch.randn(2, 5, 9, 11)
+    key[:, :, 4, 5] = 0  # a zero patch centre must not break the normalisation
+    soft, index = relevance_search(query, key, window=2)  # fast path (equal grids)
+    q, k = unfold_patches(query), unfold_patches(key)
+    dense = torch.bmm(k.transpose(1, 2), q)  # (B, Nk, Nq)
+    ys, xs = torch.arange(9).repeat_interleave(11), torch.arange(11).repeat(9)
+    near = ((ys[:, None] - ys[None]).abs() <= 2) & ((xs[:, None] - xs[None]).abs() <= 2)
+    expected_soft, expected_index = dense.masked_fill(~near, -torch.inf).max(dim=1)
+    assert torch.allclose(soft, expected_soft, atol=1e-5)
+    assert (index == expected_index).float().mean() > 0.99  # ties aside

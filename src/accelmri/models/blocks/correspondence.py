@@ -60,16 +60,15 @@ def relevance_search(
     k = unfold_patches(key, patch).transpose(1, 2)  # (B, Nk, D)
     if dtype is not None:
         q, k = q.to(dtype), k.to(dtype)
+    if window is not None and query.shape[-2:] == key.shape[-2:] and patch == 3:
+        return _local_search(query, key, window)
+    if window is not None:
+        return _windowed_search(q, k.transpose(1, 2), query.shape[-2:], key.shape[-2:], window)
     batch, num_q, num_k = q.shape[0], q.shape[2], k.shape[1]
     best = torch.full((batch, num_q), -torch.inf, device=query.device, dtype=torch.float32)
     index = torch.zeros((batch, num_q), device=query.device, dtype=torch.long)
-    allowed = None
-    if window is not None:
-        allowed = _window_mask(query.shape[-2:], key.shape[-2:], window, query.device)
     for start in range(0, num_k, block_size):
         scores = torch.bmm(k[:, start : start + block_size], q).float()  # (B, block, Nq)
-        if allowed is not None:
-            scores = scores.masked_fill(~allowed[start : start + block_size], -torch.inf)
         value, arg = scores.max(dim=1)
         better = value > best  # strict: an earlier block keeps ties, as the dense argmax does
         best = torch.where(better, value, best)
@@ -77,16 +76,64 @@ def relevance_search(
     return best, index
 
 
-def _window_mask(
-    query_size: torch.Size, key_size: torch.Size, window: int, device: torch.device
-) -> torch.Tensor:
-    """``(Nk, Nq)`` bool: key within ``±window`` pixels of the query position scaled onto the key grid."""
+def _box3(x: torch.Tensor) -> torch.Tensor:
+    """3×3 box sum with zero padding: ``(B, H, W) → (B, H, W)``."""
+    return F.avg_pool2d(x[:, None], 3, stride=1, padding=1, count_include_pad=True)[:, 0] * 9
+
+
+def _local_search(query: torch.Tensor, key: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Local search on equal grids without forming patch descriptors (3×3 patches).
+
+    For each displacement ``d`` the patch correlation is a 3×3 box sum of the channel dot product
+    ``Σ_c q(x)·k(x + d)``, divided by the two patch norms — the same quantity as :func:`unfold_patches`
+    descriptors give, at ``C`` instead of ``9·C`` multiply-adds per position and displacement.
+    """
+    batch, _, height, width = query.shape
+    eps = 1e-12  # F.normalize's floor on the norm
+    q_norm = _box3((query.float() ** 2).sum(1)).sqrt().clamp_min(eps)
+    k_norm = F.pad(_box3((key.float() ** 2).sum(1)).sqrt().clamp_min(eps), (window,) * 4, value=1.0)
+    padded = F.pad(key, (window,) * 4)
+    rows = torch.arange(height, device=query.device)[:, None]
+    cols = torch.arange(width, device=query.device)[None, :]
+    best = torch.full((batch, height, width), -torch.inf, device=query.device)
+    index = torch.zeros((batch, height, width), dtype=torch.long, device=query.device)
+    for dy in range(-window, window + 1):
+        for dx in range(-window, window + 1):
+            ys, xs = slice(window + dy, window + dy + height), slice(window + dx, window + dx + width)
+            dot = _box3((query * padded[:, :, ys, xs]).sum(1).float())
+            scores = dot / (q_norm * k_norm[:, ys, xs])
+            inside = (rows + dy >= 0) & (rows + dy < height) & (cols + dx >= 0) & (cols + dx < width)
+            scores = scores.masked_fill(~inside, -torch.inf)
+            better = scores > best
+            best = torch.where(better, scores, best)
+            index = torch.where(better, (rows + dy) * width + (cols + dx), index)
+    return best.flatten(1), index.flatten(1)
+
+
+def _windowed_search(
+    q: torch.Tensor, k: torch.Tensor, query_size: torch.Size, key_size: torch.Size, window: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Local search: each query only visits the ``(2·window + 1)²`` keys around its position on the key grid.
+
+    ``q (B, D, Nq)`` and ``k (B, D, Nk)`` are normalised patch descriptors. Cost ``(2w+1)²·D·Nq`` and memory
+    ``O(D·Nq)``, independent of ``Nk``.
+    """
     (hq, wq), (hk, wk) = query_size, key_size
-    qy = (torch.arange(hq, device=device) * hk / hq).repeat_interleave(wq)
-    qx = (torch.arange(wq, device=device) * wk / wq).repeat(hq)
-    ky = torch.arange(hk, device=device).repeat_interleave(wk)
-    kx = torch.arange(wk, device=device).repeat(hk)
-    return ((ky[:, None] - qy[None]).abs() <= window) & ((kx[:, None] - qx[None]).abs() <= window)
+    device = q.device
+    centre_y = (torch.arange(hq, device=device) * hk // hq).repeat_interleave(wq)
+    centre_x = (torch.arange(wq, device=device) * wk // wq).repeat(hq)
+    best = torch.full((q.shape[0], q.shape[2]), -torch.inf, device=device, dtype=torch.float32)
+    index = torch.zeros((q.shape[0], q.shape[2]), device=device, dtype=torch.long)
+    for dy in range(-window, window + 1):
+        for dx in range(-window, window + 1):
+            ky, kx = centre_y + dy, centre_x + dx
+            inside = (ky >= 0) & (ky < hk) & (kx >= 0) & (kx < wk)
+            flat = (ky.clamp(0, hk - 1) * wk + kx.clamp(0, wk - 1))
+            scores = (q * k[:, :, flat]).sum(dim=1).float().masked_fill(~inside, -torch.inf)
+            better = scores > best
+            best = torch.where(better, scores, best)
+            index = torch.where(better, flat, index)
+    return best, index
 
 
 def transfer(
