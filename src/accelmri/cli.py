@@ -23,7 +23,7 @@ if not console.is_terminal:
 
 def fail(err: Exception) -> typer.Exit:
     """Print a one-line error and return the exit to raise: code 2 for bad input data, 1 otherwise."""
-    console.print(f"[red]error:[/red] {escape(str(err))}")
+    console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)
     return typer.Exit(code=2 if isinstance(err, DataError) else 1)
 
 
@@ -106,6 +106,70 @@ def simulate(
     except (OSError, ValueError) as err:
         raise fail(err) from err
     console.print(f"wrote {len(written)} files to {escape(str(out))}")
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML (see configs/ and docs/engine.md).")],
+    overrides: Annotated[
+        list[str] | None,
+        typer.Argument(help="Dotted overrides KEY.SUB=VALUE, values parsed as YAML (trainer.max_steps=100).",
+                       show_default=False),
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in trainer.out_dir from its last.pt.")] = False,
+    devices: Annotated[int | None, typer.Option(help="Processes per node (overrides trainer.devices).")] = None,
+    num_nodes: Annotated[int | None, typer.Option(help="Nodes (overrides trainer.num_nodes).")] = None,
+) -> None:
+    """Train an experiment config on Lightning Fabric (CPU, GPU, DDP; torchrun and SLURM aware)."""
+    from accelmri.engine.config import load_config
+    from accelmri.engine.trainer import TrainingDivergedError
+    from accelmri.engine.trainer import train as run_training
+
+    extra = list(overrides or [])
+    extra += [f"trainer.devices={devices}"] if devices is not None else []
+    extra += [f"trainer.num_nodes={num_nodes}"] if num_nodes is not None else []
+    try:
+        result = run_training(load_config(config, extra), resume=resume)
+    except (TrainingDivergedError, OSError, ValueError) as err:
+        raise fail(err) from err
+    if result.is_global_zero:
+        best = f", best {escape(str(result.best))}" if result.best is not None else ""
+        console.print(f"trained {result.step} steps ({result.epoch} epochs): {escape(str(result.last))}{best}")
+
+
+@app.command()
+def evaluate(
+    sources: Annotated[
+        list[Path], typer.Argument(help="Checkpoints (last.pt, best.pt), or YAML configs of parameter-free models.")
+    ],
+    data: Annotated[
+        list[str] | None,
+        typer.Option(help="Override of the data section, KEY=VALUE (source.dir=/data/brain); repeatable."),
+    ] = None,
+    split: Annotated[str, typer.Option(help="Split to evaluate: train, val or test.")] = "test",
+    out: Annotated[Path, typer.Option(help="Output folder for metrics.csv, metrics.json and metrics.md.")] = Path(
+        "evaluation"
+    ),
+    device: Annotated[str, typer.Option(help="auto (CUDA if available), cpu, cuda, cuda:1, ...")] = "auto",
+    overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
+) -> None:
+    """Per-volume PSNR/SSIM/NMSE of checkpoints, mean ± std, and paired t-tests between them."""
+    from accelmri.engine.evaluate import evaluate as run_evaluation
+
+    try:
+        result = run_evaluation(sources, out, data_overrides=data or [], split=split, device=device,
+                                overwrite=overwrite)
+    except (OSError, ValueError) as err:
+        raise fail(err) from err
+    table = Table(title=f"accelmri evaluation — {split} split (mean ± std over volumes)")
+    for column in ("method", "model", "volumes", "PSNR dB", "SSIM", "NMSE"):
+        table.add_column(column, justify="left" if column in ("method", "model") else "right")
+    for method in result.methods:
+        cells = [f"{method.summary[k]['mean']:.{d}f} ± {method.summary[k]['std']:.{d}f}"
+                 for k, d in (("psnr", 2), ("ssim", 4), ("nmse", 5))]
+        table.add_row(method.name, method.model, str(len(method.scores)), *cells)
+    console.print(table)
+    console.print(f"wrote {', '.join(escape(str(f)) for f in result.files)}")
 
 
 def main() -> None:

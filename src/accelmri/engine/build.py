@@ -1,0 +1,263 @@
+"""Build what a config describes — the data sets of each split and the model — for training and evaluation.
+
+Data sources (``data.source.kind``):
+
+* ``digital_brain``: simulated once with :func:`accelmri.data.simulate.simulate_dataset` into ``dir`` (default: a
+  folder under the digital-brain cache named by a hash of the parameters) and then read like any fastMRI file.
+  The folder gets a marker file ``accelmri_dataset.json`` with the parameters; an existing folder is reused when
+  its marker matches and refused otherwise (it is never overwritten).
+* ``files``: a fastMRI pairing CSV (one for all splits, or one per split), an IXI folder, or explicit paths.
+
+Splits are made by subject (:func:`accelmri.data.splits.split_subjects`) or, for single-subject data, by slab
+(:func:`accelmri.data.splits.split_by_slab`). The training set draws fresh masks; validation and test masks are
+fixed per slice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from accelmri.data.datasets import SliceDataset, SliceSource, open_pair, open_source
+from accelmri.data.digital_brain import canonical_contrast, default_cache_dir
+from accelmri.data.errors import DataError
+from accelmri.data.pairing import ContrastPair, align_reference, pairs_from_csv, pairs_from_ixi
+from accelmri.data.sample import collate
+from accelmri.data.simulate import simulate_dataset, subject_file_stem
+from accelmri.data.splits import SPLIT_NAMES, split_by_slab, split_subjects
+from accelmri.data.volume import ImageVolume
+from accelmri.engine.config import ConfigError, DataConfig, DigitalBrainSource, FileEntry, ModelConfig
+from accelmri.io import write_json_atomic
+from accelmri.models import available, build, check_batch
+
+__all__ = [
+    "DATASET_MARKER",
+    "build_dataset",
+    "build_model",
+    "check_compatible",
+    "digital_brain_dir",
+    "prepare_data",
+    "volume_slices",
+]
+
+#: Marker file of a digital-brain folder written by :func:`prepare_data`.
+DATASET_MARKER = "accelmri_dataset.json"
+
+# One volume before opening: a target/reference pair, or a target alone (path, subject, contrast).
+_Entry = ContrastPair | tuple[Path, str, str | None]
+
+
+def _brain_parameters(brain: DigitalBrainSource) -> dict[str, object]:
+    parameters = asdict(brain)
+    parameters.pop("dir")
+    parameters["contrasts"] = [canonical_contrast(c) for c in brain.contrasts]
+    parameters["reference"] = canonical_contrast(brain.reference) if brain.reference else None
+    return parameters
+
+
+def digital_brain_dir(brain: DigitalBrainSource) -> Path:
+    """The folder of a digital-brain source: ``dir``, or ``<cache>/datasets/<hash of the parameters>``."""
+    if brain.dir is not None:
+        return Path(brain.dir).expanduser()
+    key = hashlib.sha256(json.dumps(_brain_parameters(brain), sort_keys=True).encode()).hexdigest()[:16]
+    return default_cache_dir() / "datasets" / key
+
+
+def prepare_data(config: DataConfig, source: str = "<config>") -> None:
+    """Make the data of ``config`` available: simulate a digital brain unless its folder already holds it.
+
+    Call it once per machine before :func:`build_dataset` (the trainer calls it on local rank 0 behind a barrier).
+
+    Raises:
+        ConfigError: ``data.source.dir`` is not empty and holds no digital brain with these parameters.
+        OSError: the files cannot be written.
+    """
+    brain = config.source
+    if not isinstance(brain, DigitalBrainSource):
+        return
+    folder = digital_brain_dir(brain)
+    parameters = _brain_parameters(brain)
+    marker = folder / DATASET_MARKER
+    if marker.is_file():
+        try:
+            found = json.loads(marker.read_text())
+        except (OSError, ValueError) as err:
+            raise ConfigError(source, "data.source.dir", f"{marker}: unreadable marker ({err})") from err
+        if found != parameters:
+            raise ConfigError(source, "data.source.dir", f"{folder} holds a digital brain with other parameters "
+                              f"({found}); choose another dir")
+        return
+    if folder.is_dir() and any(folder.iterdir()):
+        raise ConfigError(source, "data.source.dir", f"{folder} is not empty and has no {DATASET_MARKER}: not a "
+                          "digital-brain folder of accelmri; choose an empty or new dir")
+    reference = [parameters["reference"]] if brain.reference else []
+    simulate_dataset(folder, [*reference, *parameters["contrasts"]], brain.coils, brain.subjects, brain.size,
+                     brain.slices, brain.noise_std, brain.seed)
+    write_json_atomic(marker, parameters, overwrite=True)  # another node may have just written the same
+
+
+def _entries(config: DataConfig, split: str) -> tuple[list[_Entry], bool]:
+    """The volumes of the source and whether they are already the given split (predefined CSV splits)."""
+    data = config.source
+    if isinstance(data, DigitalBrainSource):
+        folder = digital_brain_dir(data)
+        entries: list[_Entry] = []
+        for subject in range(data.subjects):
+            for contrast in (canonical_contrast(c) for c in data.contrasts):
+                target = folder / f"{subject_file_stem(subject, contrast)}.h5"
+                name = f"brain_sub{subject:03d}"
+                if data.reference is None:
+                    entries.append((target, name, contrast))
+                    continue
+                reference = canonical_contrast(data.reference)
+                entries.append(ContrastPair(target, folder / f"{subject_file_stem(subject, reference)}.h5", name,
+                                            contrast, reference, "index"))
+        return entries, False
+    if isinstance(data.csv, dict):
+        return (list(pairs_from_csv(data.csv[split])) if split in data.csv else []), True
+    if data.csv is not None:
+        return list(pairs_from_csv(data.csv)), False
+    if data.ixi is not None:
+        return list(pairs_from_ixi(data.ixi, data.ixi_target, data.ixi_reference)), False
+    return [_path_entry(entry) for entry in data.paths], False
+
+
+def _path_entry(entry: FileEntry) -> _Entry:
+    target = Path(entry.target).expanduser()
+    subject = entry.subject or target.name.split(".")[0]
+    if entry.reference is None:
+        return target, subject, None
+    return ContrastPair(target, Path(entry.reference).expanduser(), subject, "", "", "world")
+
+
+def _subject(entry: _Entry) -> str:
+    return entry.subject if isinstance(entry, ContrastPair) else entry[1]
+
+
+def _open(entry: _Entry, use_reference: bool) -> tuple[SliceSource, SliceSource | None]:
+    if not isinstance(entry, ContrastPair):
+        path, subject, contrast = entry
+        return open_source(path, subject, contrast), None
+    if not use_reference:
+        return open_source(entry.target, entry.subject, entry.target_contrast or None), None
+    if entry.target_contrast:
+        return open_pair(entry)
+    target = open_source(entry.target, entry.subject)  # explicit paths: contrasts from the files
+    reference = open_source(entry.reference, entry.subject)
+    if isinstance(target.volume, ImageVolume) and isinstance(reference.volume, ImageVolume):
+        aligned = align_reference(target.volume, reference.volume)
+        reference = SliceSource(aligned, subject=reference.subject, contrast=reference.contrast)
+    return target, reference
+
+
+def build_dataset(config: DataConfig, split: str, source: str = "<config>") -> SliceDataset:
+    """The :class:`SliceDataset` of one split (``train`` draws random masks; ``val``/``test`` fixed ones).
+
+    Call :func:`prepare_data` first for a digital brain. The dataset may be empty (a zero split ratio, or a split
+    without a CSV in ``data.source.csv``).
+
+    Raises:
+        ValueError: ``split`` is not train, val or test.
+        DataError: missing or unreadable files (naming the file).
+        ConfigError: dataset arguments the data do not allow (e.g. a crop larger than the images).
+    """
+    if split not in SPLIT_NAMES:
+        raise ValueError(f"split must be one of {', '.join(SPLIT_NAMES)}, got {split!r}")
+    entries, presplit = _entries(config, split)
+    by_slab = config.split.by == "slab"
+    if not presplit and not by_slab and entries:
+        keep = set(split_subjects([_subject(e) for e in entries], config.split.ratios, config.split.seed)[split])
+        entries = [e for e in entries if _subject(e) in keep]
+    use_reference = getattr(config.source, "use_reference", True)
+    targets: list[SliceSource] = []
+    references: list[SliceSource] = []
+    slices: list[tuple[int, int]] = []
+    for entry in entries:
+        target, reference = _open(entry, use_reference)
+        count = target.num_slices if reference is None else min(target.num_slices, reference.num_slices)
+        chosen = split_by_slab(count, config.split.ratios, config.split.gap)[split] if by_slab else range(count)
+        slices.extend((len(targets), index) for index in chosen)
+        targets.append(target)
+        if reference is not None:
+            references.append(reference)
+    try:
+        return SliceDataset(
+            targets,
+            config.task,
+            config.acquisition.to_acquisition(),
+            references=references if references else None,
+            train=split == "train",
+            crop=config.crop,
+            sens_maps=config.sens_maps,
+            normalization=config.normalization,
+            slices=slices,
+        )
+    except ValueError as err:
+        raise ConfigError(source, "data", str(err)) from err
+
+
+def build_model(config: ModelConfig, scale: int, source: str = "<config>", key: str = "model") -> nn.Module:
+    """Build the registered model and check that it upsamples by the data's scale.
+
+    Args:
+        config: name and constructor arguments.
+        scale: ``data.acquisition.scale``; a model with a ``scale`` attribute must have been built for it.
+        source: the config file (for messages).
+        key: the config key of ``config`` (for messages).
+
+    Raises:
+        ConfigError: unknown model name, bad constructor arguments, or a model scale other than ``scale``.
+    """
+    if config.name not in available():
+        raise ConfigError(source, f"{key}.name", f"unknown model {config.name!r}; registered: {', '.join(available())}")
+    try:
+        model = build(config.name, **config.kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(source, key, f"{config.name}: {err}") from err
+    built_scale = getattr(model, "scale", scale)
+    if built_scale != scale:
+        raise ConfigError(source, f"{key}.scale", f"{config.name} was built for scale {built_scale} but "
+                          f"data.acquisition.scale is {scale}; set {key}.scale: {scale}")
+    return model
+
+
+def check_compatible(model: nn.Module, name: str, dataset: SliceDataset, source: str = "<config>") -> None:
+    """Refuse a dataset that lacks a batch field the model declares in ``required_fields``.
+
+    Reads one sample (under a forked, seeded RNG, so training randomness is untouched).
+
+    Raises:
+        ConfigError: naming the model, the missing fields and the config keys that provide them.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        batch = collate([dataset[0]])
+    try:
+        check_batch(name, tuple(getattr(model, "required_fields", ())), batch)
+    except ValueError as err:
+        raise ConfigError(source, "model.name", f"{err} (a reference needs data.source.reference or use_reference; "
+                          "sens_maps need data.sens_maps: espirit and multi-coil data)") from err
+
+
+def volume_slices(dataset: SliceDataset) -> list[tuple[int, list[int]]]:
+    """The dataset items of every volume in slice order: ``[(volume index, [item, ...]), ...]`` by volume.
+
+    Raises:
+        DataError: two volumes come from the same file (volumes are identified by their file).
+    """
+    items: dict[int, list[tuple[int, int]]] = {}
+    for item, (volume, index) in enumerate(dataset.slices):
+        items.setdefault(volume, []).append((index, item))
+    seen: dict[Path, int] = {}
+    for volume in items:
+        path = dataset.targets[volume].path
+        if path in seen:
+            raise DataError(path, "the same file is listed twice as a target volume")
+        seen[path] = volume
+    return [(volume, [item for _, item in sorted(pairs)]) for volume, pairs in sorted(items.items())]
+

@@ -1,0 +1,332 @@
+"""Evaluation: per-volume fastMRI metrics of trained checkpoints (or parameter-free models from a config).
+
+Every volume is restored slice by slice, de-normalised to the original intensity units (``Sample.denormalize``),
+stacked to ``(S, H, W)`` and scored whole with :func:`accelmri.metrics.evaluate_volume` (PSNR, SSIM, NMSE with
+the volume's maximum as data range). Batches never mix volumes, so a volume's numbers do not depend on which
+process scores it or what else is evaluated: the trainer's validation uses :func:`score_volumes` too.
+
+:func:`evaluate` writes, atomically, into ``out_dir``:
+
+* ``metrics.csv``: one row per method and volume (``method, volume, subject, contrast, slices, psnr, ssim, nmse``);
+* ``metrics.json``: the same rows, mean ± std per method (:func:`accelmri.metrics.aggregate`, sample std) and
+  two-sided paired t-tests between every two methods on their common volumes (:func:`accelmri.metrics.paired_ttest`);
+* ``metrics.md``: both as Markdown tables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import itertools
+import json
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from accelmri.data.datasets import SliceDataset
+from accelmri.data.sample import collate
+from accelmri.engine.build import build_dataset, build_model, check_compatible, prepare_data, volume_slices
+from accelmri.engine.checkpoint import load_checkpoint
+from accelmri.engine.config import ConfigError, ExperimentConfig, load_config, parse_config
+from accelmri.io import atomic_output
+from accelmri.metrics import aggregate, evaluate_volume, paired_ttest
+
+__all__ = [
+    "METRICS",
+    "OUTPUT_FILES",
+    "EvaluationResult",
+    "MethodResult",
+    "VolumeScore",
+    "autocast",
+    "evaluate",
+    "score_volumes",
+]
+
+#: The metrics, in table order.
+METRICS = ("psnr", "ssim", "nmse")
+
+#: Files :func:`evaluate` writes into its output folder.
+OUTPUT_FILES = ("metrics.csv", "metrics.json", "metrics.md")
+
+
+@dataclass(frozen=True)
+class VolumeScore:
+    """Metrics of one volume (original intensity units).
+
+    Attributes:
+        volume: the target file.
+        subject: its subject.
+        contrast: its contrast, if known.
+        slices: slices scored.
+        psnr: dB. ssim: mean over slices. nmse: dimensionless.
+    """
+
+    volume: str
+    subject: str
+    contrast: str | None
+    slices: int
+    psnr: float
+    ssim: float
+    nmse: float
+
+    def metrics(self) -> dict[str, float]:
+        """``{"psnr": ..., "ssim": ..., "nmse": ...}``."""
+        return {name: getattr(self, name) for name in METRICS}
+
+
+@dataclass(frozen=True)
+class MethodResult:
+    """One evaluated checkpoint or config.
+
+    Attributes:
+        name: unique method name (``<run folder>/<checkpoint stem>`` or the config's stem).
+        source: the checkpoint or config file.
+        model: the registered model name.
+        scores: per-volume scores, in volume order.
+        summary: ``{metric: {"mean", "std"}}`` over volumes.
+    """
+
+    name: str
+    source: str
+    model: str
+    scores: list[VolumeScore]
+    summary: dict[str, dict[str, float]]
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """What :func:`evaluate` computed and wrote.
+
+    Attributes:
+        split: the evaluated split.
+        methods: one :class:`MethodResult` per input, in input order.
+        ttests: one dict per method pair and metric: ``a, b, metric, n, statistic, pvalue, mean_difference``
+            (``a − b``).
+        files: the written files.
+    """
+
+    split: str
+    methods: list[MethodResult]
+    ttests: list[dict[str, Any]]
+    files: list[Path]
+
+
+def autocast(precision: str, device: torch.device) -> AbstractContextManager[Any]:
+    """The autocast context of a Fabric precision name (a no-op for ``32-true``).
+
+    ``16-mixed`` on the CPU autocasts to bfloat16, as Fabric does (CPU AMP has no float16).
+    """
+    if precision == "bf16-mixed" or (precision == "16-mixed" and device.type == "cpu"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision == "16-mixed":
+        return torch.autocast(device.type, dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def score_volumes(
+    model: nn.Module,
+    dataset: SliceDataset,
+    volumes: Sequence[tuple[int, list[int]]],
+    *,
+    batch_size: int,
+    num_workers: int = 0,
+    device: torch.device | str = "cpu",
+    precision: str = "32-true",
+) -> list[VolumeScore]:
+    """Restore and score whole volumes; batches hold slices of one volume only.
+
+    Args:
+        model: the model (put in eval mode for the call, then restored).
+        dataset: a validation/test dataset (fixed masks).
+        volumes: ``(volume index, [dataset items in slice order])`` from
+            :func:`~accelmri.engine.build.volume_slices` (a subset of them on each process).
+        batch_size: slices per forward pass.
+        num_workers: DataLoader workers.
+        device: where the model runs.
+        precision: Fabric precision name (autocast for the forward pass).
+
+    Returns:
+        One :class:`VolumeScore` per volume, in the given order.
+    """
+    device = torch.device(device)
+    chunks = [(v, items[i : i + batch_size]) for v, items in volumes for i in range(0, len(items), batch_size)]
+    loader = DataLoader(dataset, batch_sampler=[items for _, items in chunks], collate_fn=collate,
+                        num_workers=num_workers, generator=torch.Generator().manual_seed(0))
+    was_training = model.training
+    model.eval()
+    outputs: dict[int, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+    try:
+        for (volume, _), batch in zip(chunks, loader, strict=True):
+            batch = batch.to(device)
+            with autocast(precision, device):
+                image = model(batch).image
+            predictions, targets = outputs.setdefault(volume, ([], []))
+            predictions.append(batch.denormalize(image.float())[:, 0].cpu())
+            targets.append(batch.denormalize(batch.target)[:, 0].cpu())
+    finally:
+        model.train(was_training)
+    scores = []
+    for volume, items in volumes:
+        predictions, targets = outputs[volume]
+        metrics = evaluate_volume(torch.cat(targets), torch.cat(predictions))
+        source = dataset.targets[volume]
+        scores.append(VolumeScore(str(source.path), source.subject, source.contrast, len(items), **metrics))
+    return scores
+
+
+def _method_name(path: Path, is_checkpoint: bool, taken: set[str]) -> str:
+    base = f"{path.resolve().parent.name}/{path.stem}" if is_checkpoint else path.stem
+    name, copy = base, 2
+    while name in taken:
+        name, copy = f"{base}#{copy}", copy + 1
+    taken.add(name)
+    return name
+
+
+def _load_method(path: Path, data_overrides: Sequence[str], device: torch.device) -> tuple[ExperimentConfig, nn.Module]:
+    """The config and the ready model of one checkpoint (``.pt``/``.ckpt``) or YAML config."""
+    overrides = [item if item.startswith("data.") else f"data.{item}" for item in data_overrides]
+    if path.suffix.lower() in (".yaml", ".yml"):
+        config = load_config(path, overrides)
+        model = build_model(config.model, config.data.acquisition.scale, config.source)
+        if any(p.requires_grad for p in model.parameters()):
+            raise ConfigError(path, "model.name", f"{config.model.name} has trainable parameters: evaluate a "
+                              "trained checkpoint, not a config")
+    else:
+        checkpoint = load_checkpoint(path)
+        config = parse_config(checkpoint["config"], source=f"{path} (stored config)", overrides=overrides)
+        model = build_model(config.model, config.data.acquisition.scale, config.source)
+        model.load_state_dict(checkpoint["model"])
+    return config, model.to(device)
+
+
+def _ttests(methods: Sequence[MethodResult]) -> list[dict[str, Any]]:
+    tests = []
+    for a, b in itertools.combinations(methods, 2):
+        scores_b = {s.volume: s for s in b.scores}
+        common = [(s, scores_b[s.volume]) for s in a.scores if s.volume in scores_b]
+        if len(common) < 2:
+            continue
+        for metric in METRICS:
+            entry: dict[str, Any] = {"a": a.name, "b": b.name, "metric": metric, "n": len(common)}
+            try:
+                result = paired_ttest([getattr(x, metric) for x, _ in common], [getattr(y, metric) for _, y in common])
+            except ValueError as err:  # e.g. an infinite PSNR (exact reconstruction)
+                entry.update(statistic=None, pvalue=None, mean_difference=None, note=str(err))
+            else:
+                entry.update(statistic=result.statistic, pvalue=result.pvalue, mean_difference=result.mean_difference)
+            tests.append(entry)
+    return tests
+
+
+def _csv_text(methods: Sequence[MethodResult]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["method", "volume", "subject", "contrast", "slices", *METRICS])
+    for method in methods:
+        for s in method.scores:
+            writer.writerow([method.name, s.volume, s.subject, s.contrast or "", s.slices,
+                             *(repr(getattr(s, m)) for m in METRICS)])
+    return buffer.getvalue()
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _markdown(split: str, methods: Sequence[MethodResult], ttests: Sequence[dict[str, Any]]) -> str:
+    digits = {"psnr": 2, "ssim": 4, "nmse": 5}
+    lines = [f"# Evaluation ({split} split)", "",
+             "Mean ± sample std over volumes (fastMRI metrics, original units).", "",
+             "| method | model | volumes | PSNR (dB) | SSIM | NMSE |", "|---|---|---:|---:|---:|---:|"]
+    for m in methods:
+        cells = [f"{_number(m.summary[k]['mean'], d)} ± {_number(m.summary[k]['std'], d)}" for k, d in digits.items()]
+        lines.append(f"| {m.name} | {m.model} | {len(m.scores)} | {' | '.join(cells)} |")
+    if ttests:
+        lines += ["", "Two-sided paired t-tests on common volumes (difference = a − b).", "",
+                  "| a | b | metric | n | mean difference | t | p |", "|---|---|---|---:|---:|---:|---:|"]
+        for t in ttests:
+            pvalue = "–" if t["pvalue"] is None else f"{t['pvalue']:.3g}"
+            lines.append(f"| {t['a']} | {t['b']} | {t['metric']} | {t['n']} | "
+                         f"{_number(t['mean_difference'], digits[t['metric']])} | {_number(t['statistic'], 3)} | "
+                         f"{pvalue} |")
+    lines += ["", "| method | volume | slices | PSNR (dB) | SSIM | NMSE |", "|---|---|---:|---:|---:|---:|"]
+    for m in methods:
+        for s in m.scores:
+            lines.append(f"| {m.name} | {Path(s.volume).name} | {s.slices} | {s.psnr:.2f} | {s.ssim:.4f} | "
+                         f"{s.nmse:.5f} |")
+    return "\n".join(lines) + "\n"
+
+
+def evaluate(
+    sources: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    data_overrides: Sequence[str] = (),
+    split: str = "test",
+    device: str = "auto",
+    overwrite: bool = False,
+) -> EvaluationResult:
+    """Score checkpoints (and parameter-free models given by a YAML config) on one split and write the tables.
+
+    Args:
+        sources: checkpoint files (``last.pt``, ``best.pt``) or YAML configs of models without trainable
+            parameters (``bicubic``, ``zero_filled``, ``cg_sense``, ...).
+        out_dir: output folder (created); ``metrics.csv``, ``metrics.json`` and ``metrics.md`` go there.
+        data_overrides: ``KEY=VALUE`` overrides of the ``data`` section of every source (``source.dir=...``,
+            ``data.split.ratios=[0,0,1]``); the ``data.`` prefix is optional.
+        split: ``train``, ``val`` or ``test``.
+        device: ``auto`` (CUDA if available), ``cpu``, ``cuda``, ``cuda:1``, ...
+        overwrite: replace existing output files.
+
+    Raises:
+        FileExistsError: an output file exists and ``overwrite`` is false (checked before any work).
+        ConfigError: bad overrides, an empty split, a trainable model given by a config, or an incompatible model.
+        DataError: unreadable checkpoint or data files.
+    """
+    if not sources:
+        raise ValueError("evaluate needs at least one checkpoint or config")
+    out = Path(out_dir)
+    files = [out / name for name in OUTPUT_FILES]
+    existing = [str(f) for f in files if f.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{', '.join(existing)}: already exists (pass overwrite / --overwrite to replace)")
+    target_device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                                 "cpu" if device == "auto" else device)
+    methods: list[MethodResult] = []
+    taken: set[str] = set()
+    for source in map(Path, sources):
+        config, model = _load_method(source, data_overrides, target_device)
+        prepare_data(config.data, config.source)
+        dataset = build_dataset(config.data, split, config.source)
+        if len(dataset) == 0:
+            raise ConfigError(config.source, "data.split", f"the {split} split is empty")
+        check_compatible(model, config.model.name, dataset, config.source)
+        scores = score_volumes(model, dataset, volume_slices(dataset),
+                               batch_size=config.data.val_batch_size or config.data.batch_size,
+                               num_workers=config.data.num_workers, device=target_device,
+                               precision=config.trainer.precision)
+        summary = aggregate([s.metrics() for s in scores])
+        name = _method_name(source, source.suffix.lower() not in (".yaml", ".yml"), taken)
+        methods.append(MethodResult(name, str(source), config.model.name, scores, summary))
+    ttests = _ttests(methods)
+    payload = {
+        "split": split,
+        "methods": [{"name": m.name, "source": m.source, "model": m.model, "summary": m.summary,
+                     "per_volume": [asdict(s) for s in m.scores]} for m in methods],
+        "ttests": ttests,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    texts = (_csv_text(methods), json.dumps(payload, indent=2), _markdown(split, methods, ttests))
+    for file, text in zip(files, texts, strict=True):
+        with atomic_output(file, overwrite=overwrite) as tmp:
+            tmp.write_text(text)
+    return EvaluationResult(split, methods, ttests, files)
