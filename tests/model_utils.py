@@ -15,6 +15,7 @@ from accelmri.data.datasets import SliceDataset, SliceSource
 from accelmri.data.phantom import shepp_logan
 from accelmri.data.sample import Sample, collate
 from accelmri.data.volume import ImageVolume, KspaceVolume
+from accelmri.models.baselines.interpolation import bicubic_upsample
 from accelmri.physics.coils import sense_expand
 from accelmri.physics.degrade import Acquisition
 from accelmri.physics.fft import fft2c
@@ -71,8 +72,8 @@ def psnr(prediction: torch.Tensor, target: torch.Tensor) -> float:
 
 
 def bicubic(batch: Sample) -> torch.Tensor:
-    """Bicubic upsampling of the LR input to the target size."""
-    return F.interpolate(batch.lr_input, size=batch.target.shape[-2:], mode="bicubic", align_corners=False)
+    """Bicubic upsampling of the LR input to the target size (on the k-space truncation grid)."""
+    return bicubic_upsample(batch.lr_input, batch.target.shape[-1] // batch.lr_input.shape[-1])
 
 
 def parameters_without_gradient(model: nn.Module, loss: torch.Tensor) -> list[str]:

@@ -19,7 +19,8 @@ def test_version() -> None:
 
 def test_demo_end_to_end_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "demo.json"
-    result = runner.invoke(app, ["demo", "--size", "96", "--coils", "8", "--acceleration", "3", "--out", str(out)])
+    arguments = ["physics-demo", "--size", "96", "--coils", "8", "--acceleration", "3", "--out", str(out)]
+    result = runner.invoke(app, arguments)
     assert result.exit_code == 0, result.output
     payload = json.loads(out.read_text())
     rows = payload["rows"]
@@ -35,7 +36,7 @@ def test_demo_end_to_end_writes_json(tmp_path: Path) -> None:
 def test_demo_refuses_to_overwrite(tmp_path: Path) -> None:
     out = tmp_path / "demo.json"
     out.write_text("user data")
-    result = runner.invoke(app, ["demo", "--size", "32", "--out", str(out)])
+    result = runner.invoke(app, ["physics-demo", "--size", "32", "--out", str(out)])
     assert result.exit_code != 0
     assert "exists" in result.output
     assert out.read_text() == "user data"
@@ -44,13 +45,13 @@ def test_demo_refuses_to_overwrite(tmp_path: Path) -> None:
 def test_demo_reports_missing_twix(tmp_path: Path) -> None:
     missing = tmp_path / "scan.dat"
     out = tmp_path / "demo.json"
-    result = runner.invoke(app, ["demo", "--twix", str(missing), "--out", str(out)])
+    result = runner.invoke(app, ["physics-demo", "--twix", str(missing), "--out", str(out)])
     assert result.exit_code == 2  # bad input data
     assert "scan.dat" in result.output
     assert not out.exists()
 
 
 def test_demo_rejects_bad_scale() -> None:
-    result = runner.invoke(app, ["demo", "--size", "30", "--scale", "4"])
+    result = runner.invoke(app, ["physics-demo", "--size", "30", "--scale", "4"])
     assert result.exit_code == 1
     assert "scale" in result.output

@@ -33,8 +33,8 @@ def version() -> None:
     console.print(__version__)
 
 
-@app.command()
-def demo(
+@app.command("physics-demo")
+def physics_demo(
     acceleration: Annotated[float, typer.Option(help="Undersampling factor R inside the acquired k-space.")] = 4.0,
     center_fraction: Annotated[float, typer.Option(help="Fully sampled calibration fraction.")] = 0.08,
     scale: Annotated[int, typer.Option(help="k-space truncation (super-resolution) factor s: 1, 2 or 4.")] = 1,
@@ -51,7 +51,7 @@ def demo(
     overwrite: Annotated[bool, typer.Option(help="Allow replacing an existing --out file.")] = False,
 ) -> None:
     """Physics demo: every mask kind, zero-filled vs CG-SENSE with ESPIRiT maps, fastMRI-style metrics."""
-    from accelmri.engine.demo import demo_kspace, run_physics_demo
+    from accelmri.engine.physics_demo import demo_kspace, run_physics_demo
 
     if out is not None and out.exists() and not overwrite:
         raise typer.BadParameter(f"{out} exists; pass --overwrite to replace it", param_hint="--out")

@@ -71,6 +71,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from accelmri.models.base import Prediction, check_batch, network_input
+from accelmri.models.baselines.interpolation import bicubic_upsample
 from accelmri.models.blocks.common import ResBlock, Upsampler, conv
 from accelmri.models.blocks.correspondence import relevance_search, transfer
 from accelmri.models.blocks.vgg import VGG19Features
@@ -348,7 +349,7 @@ class FASRNet(nn.Module):
                 f"fasrnet at {self.scale}x needs reference = {self.scale}× LR and sides divisible by 4; got LR "
                 f"{grid}, reference {(height, width)}"
             )
-        lr_up = F.interpolate(lr, size=(height, width), mode="bicubic", align_corners=False)
+        lr_up = bicubic_upsample(lr, self.scale)  # on the k-space truncation grid
         g = self.grid_level
         query_depth = _LEVELS if self.use_ma else g + 1  # S-A and plain CA query only the LR-grid level
         key_depth = _LEVELS if self.use_fa else g + 1

@@ -1,7 +1,7 @@
 """Interpolation baselines: bicubic image upsampling and sinc (k-space zero-padding) upsampling.
 
-- ``bicubic``: bicubic interpolation of the zero-filled LR magnitude ``lr_input`` (Keys 1981, as in
-  ``torch.nn.functional.interpolate(mode="bicubic", align_corners=False)``); the "Bicubic" rows of every paper.
+- ``bicubic``: bicubic interpolation (Keys 1981) of the zero-filled LR magnitude ``lr_input`` on the grid of
+  k-space truncation (see :func:`bicubic_upsample`); the "Bicubic" rows of every paper.
 - ``sinc``: zero-padding of the measured LR k-space to the HR grid, the exact inverse of the k-space truncation of
   :func:`accelmri.physics.degrade.lowres` (which crops the centred block and divides by ``s``): the block is put
   back at the same place and multiplied by ``s``, so a fully sampled LR k-space gives exactly the HR image with
@@ -69,7 +69,14 @@ def check_scale(scale: int) -> None:
 
 
 def bicubic_upsample(image: torch.Tensor, scale: int) -> torch.Tensor:
-    """Bicubic upsampling ``(B, C, h, w) → (B, C, s·h, s·w)`` (``align_corners=False``); ``scale=1`` is the identity.
+    """Bicubic upsampling ``(B, C, h, w) → (B, C, s·h, s·w)`` on the grid of k-space truncation; ``scale=1`` is the
+    identity.
+
+    :func:`accelmri.physics.degrade.lowres` keeps the k-space block centred on DC, so LR pixel ``i`` sits at HR
+    pixel ``(i − h//2)·s + H//2`` (the centre pixels coincide). ``F.interpolate(align_corners=False)`` assumes
+    aligned pixel *edges* instead, which puts the image ``(s − 1)/2`` HR pixels off (measured: −3 dB at 2× on the
+    TCGA T2). Here HR pixel ``j`` samples LR coordinate ``(j − H//2)/s + h//2`` with bicubic ``grid_sample``
+    (border values repeated outside).
 
     Raises:
         ValueError: if ``scale`` is not a positive int.
@@ -78,7 +85,15 @@ def bicubic_upsample(image: torch.Tensor, scale: int) -> torch.Tensor:
     if scale == 1:
         return image
     height, width = image.shape[-2:]
-    return F.interpolate(image, size=(scale * height, scale * width), mode="bicubic", align_corners=False)
+
+    def coordinates(n: int) -> torch.Tensor:
+        hr = torch.arange(scale * n, device=image.device, dtype=torch.float32)
+        lr = (hr - (scale * n) // 2) / scale + n // 2
+        return 2 * lr / max(n - 1, 1) - 1  # align_corners=True normalisation
+
+    gy, gx = torch.meshgrid(coordinates(height), coordinates(width), indexing="ij")
+    grid = torch.stack([gx, gy], dim=-1).expand(image.shape[0], -1, -1, -1)
+    return F.grid_sample(image.float(), grid, mode="bicubic", padding_mode="border", align_corners=True).to(image.dtype)
 
 
 def zero_pad_kspace(kspace: torch.Tensor, scale: int) -> torch.Tensor:

@@ -1,0 +1,426 @@
+"""Restoration of a user's files with a trained checkpoint (``accelmri restore``).
+
+The checkpoint alone rebuilds the model: its stored config names the model, its arguments and the acquisition it
+was trained for (scale ``s``, acceleration ``R``, normalisation, coil maps). Volumes are restored slice by slice
+and written, atomically, in the input's intensity units.
+
+Two modes:
+
+* **acquired** (default): the input *is* the acquisition — a low-resolution and/or undersampled scan. Image files
+  (NIfTI, DICOM) give their magnitude as the LR input (k-space = ``fft2c`` of it, mask fully sampled: an image
+  carries no undersampling pattern); k-space files (fastMRI HDF5, ISMRMRD, twix) give their measured k-space, and
+  the sampling mask is read from it: a k-space location is measured where any coil is non-zero (measured samples
+  carry noise, so only unacquired locations are exactly zero; 1-D and 2-D masks alike). The output is on the HR
+  grid, ``s×`` finer in-plane.
+* **degraded** (``degrade=True``, evaluation on fully sampled data): the checkpoint's
+  :class:`~accelmri.physics.degrade.Acquisition` degrades the input first, with the fixed per-slice masks of
+  evaluation (:class:`~accelmri.data.datasets.SliceDataset`, ``train=False``), and the output is on the input's
+  own grid, directly comparable with it.
+
+Geometry of the HR grid (acquired mode, :func:`restored_affine`): the voxel size is divided by ``s`` in-plane and
+the field of view keeps its size. The models relate the grids by centred k-space truncation
+(:func:`~accelmri.physics.degrade.lowres`), which keeps the DFT centre voxel: LR voxel ``n // 2`` and HR voxel
+``N // 2`` (``N = s·n``) lie at the same point, so HR voxel ``h'`` sits at LR voxel coordinate
+``(h' − N // 2) / s + n // 2`` (``h' / s`` for even ``n``). The restored content is at these positions; the
+"outer voxel edges coincide" convention would place it ``(s − 1) / 2`` HR voxels off. The slice axis is kept.
+
+Outputs (one per input, named ``<input stem>_restored<suffix>`` in an output folder, or the ``out`` file itself
+for a single input):
+
+* NIfTI input → NIfTI float32 (``.nii.gz`` or ``.nii`` like the input), the affine of :func:`restored_affine`
+  (acquired) or the input's (degraded);
+* DICOM series folder → NIfTI ``.nii.gz`` with the series' affine converted to RAS and updated the same way (a
+  NIfTI is written, not a DICOM series: one file with exact geometry);
+* fastMRI / ISMRMRD HDF5 and twix ``.dat`` → fastMRI-layout HDF5 with a ``reconstruction`` dataset
+  ``(S, H, W)`` float32 (the fastMRI submission layout) and root attributes ``max``, ``norm`` (of the
+  reconstruction), the input's ``acquisition`` and ``patient_id`` where present, and ``accelmri_checkpoint``,
+  ``accelmri_model``, ``accelmri_scale``, ``accelmri_mode``. The image covers the whole k-space field of view
+  (no readout-oversampling crop).
+
+A reference contrast (multi-contrast models) is put on the target grid with
+:func:`~accelmri.data.pairing.align_reference` when both are image files: in acquired mode the target grid is the
+HR grid, so the reference is resampled onto the input grid refined ``s×``; in degraded mode onto the input grid.
+Otherwise (a k-space file on either side) slices pair by index and the reference's slices must already have the
+target grid's shape. The reference is normalised by its own statistics, as in training.
+
+Safety: inputs, references and the checkpoint are never overwritten (an output that resolves to one of them, or
+lies inside an input DICOM folder, is refused); existing outputs are refused without ``overwrite``; all paths are
+checked before any volume is read, and each output appears atomically once its volume is restored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from torch import nn
+
+from accelmri.data.datasets import SliceDataset, SliceSource, open_source
+from accelmri.data.errors import DataError
+from accelmri.data.pairing import align_reference
+from accelmri.data.readers.fastmri import FastMRIFile
+from accelmri.data.readers.nifti import write_nifti
+from accelmri.data.sample import Sample, collate
+from accelmri.data.volume import ImageVolume
+from accelmri.engine.build import build_model
+from accelmri.engine.checkpoint import load_checkpoint
+from accelmri.engine.config import DataConfig, ExperimentConfig, parse_config
+from accelmri.engine.evaluate import autocast
+from accelmri.io import atomic_output
+from accelmri.models import check_batch
+from accelmri.physics.coils import rss
+from accelmri.physics.fft import ifft2c
+from accelmri.physics.masks import realised_acceleration
+from accelmri.physics.sensitivity import espirit_maps
+
+__all__ = ["INPUT_KINDS", "restore", "restored_affine"]
+
+#: What ``restore`` reads, for messages: every other path is refused with a :class:`DataError`.
+INPUT_KINDS = "a NIfTI file (.nii/.nii.gz), a DICOM series folder, a fastMRI or ISMRMRD .h5 file or a twix .dat file"
+
+_NIFTI_SUFFIXES = (".nii.gz", ".nii")
+_HDF5_SUFFIXES = (".h5", ".hdf5")
+_KSPACE_SUFFIXES = (*_HDF5_SUFFIXES, ".dat")
+
+
+def restored_affine(affine: np.ndarray, scale: int, shape: tuple[int, int]) -> np.ndarray:
+    """The voxel → world affine of the HR grid of an LR image, ``scale×`` finer in-plane.
+
+    HR voxel ``(h', w', k)`` is LR voxel ``((h' − N_h // 2) / s + n_h // 2, (w' − N_w // 2) / s + n_w // 2, k)``
+    with ``N = s·n`` (centred k-space truncation keeps the DFT centre voxel; see the module docstring): the voxel
+    size is divided by ``s`` in-plane, the field of view keeps its size, the slice axis is unchanged.
+
+    Args:
+        affine: ``(4, 4)`` LR voxel ``(h, w, slice)`` → world.
+        scale: the SR scale ``s`` (positive int).
+        shape: the LR in-plane size ``(n_h, n_w)``.
+
+    Returns:
+        ``(4, 4)`` float64 HR voxel → world.
+    """
+    refine = np.eye(4)
+    for axis, n in enumerate(shape):
+        refine[axis, axis] = 1.0 / scale
+        refine[axis, 3] = n // 2 - ((scale * n) // 2) / scale
+    return np.asarray(affine, dtype=np.float64) @ refine
+
+
+# ------------------------------------------------------------------------------------------------------- paths
+
+
+def _output_suffix(path: Path) -> str:
+    """The suffix of the output written for ``path``; refuses paths that are not a supported input."""
+    if path.is_dir():
+        return ".nii.gz"
+    if not path.is_file():
+        raise DataError(path, "no such file or folder")
+    name = path.name.lower()
+    for suffix in _NIFTI_SUFFIXES:
+        if name.endswith(suffix):
+            return suffix
+    if name.endswith(_KSPACE_SUFFIXES):
+        return ".h5"
+    raise DataError(path, f"unsupported input: expected {INPUT_KINDS}")
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    lower = name.lower()
+    for suffix in (*_NIFTI_SUFFIXES, *_KSPACE_SUFFIXES):
+        if lower.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _output_paths(inputs: Sequence[Path], out: Path) -> list[Path]:
+    """One output path per input: ``out`` itself (a single input and a file name), else files in folder ``out``."""
+    suffixes = [_output_suffix(path) for path in inputs]
+    lower = out.name.lower()
+    if not out.is_dir() and lower.endswith((*_NIFTI_SUFFIXES, *_HDF5_SUFFIXES)):
+        if len(inputs) != 1:
+            raise ValueError(f"{out}: a file name as output takes one input, got {len(inputs)}; give a folder")
+        wants_nifti = suffixes[0] in _NIFTI_SUFFIXES
+        if wants_nifti != lower.endswith(_NIFTI_SUFFIXES):
+            kind = "a NIfTI (.nii/.nii.gz)" if wants_nifti else "an HDF5 (.h5)"
+            raise ValueError(f"{out}: {inputs[0]} is restored to {kind} file")
+        return [out]
+    outputs = [out / f"{_stem(path)}_restored{suffix}" for path, suffix in zip(inputs, suffixes, strict=True)]
+    seen: dict[Path, Path] = {}
+    for path, output in zip(inputs, outputs, strict=True):
+        if output in seen:
+            raise ValueError(f"{seen[output]} and {path} would both be restored to {output}; restore them separately")
+        seen[output] = path
+    return outputs
+
+
+def _check_outputs(outputs: Sequence[Path], protected: Sequence[Path], overwrite: bool) -> None:
+    """Refuse outputs that are inputs (or inside an input folder) and, without ``overwrite``, existing outputs."""
+    resolved = {path.resolve(): path for path in protected}
+    for output in outputs:
+        target = output.resolve()
+        if target in resolved:
+            raise DataError(output, f"is an input of this restore ({resolved[target]}), never overwritten; "
+                            "choose another output")
+        for source, path in resolved.items():
+            if path.is_dir() and target.is_relative_to(source):
+                raise DataError(output, f"lies inside the input folder {path}; choose another output")
+        if output.exists() and not overwrite:
+            raise FileExistsError(f"{output}: already exists (pass overwrite / --overwrite to replace it)")
+
+
+# ----------------------------------------------------------------------------------------------------- samples
+
+
+def _statistics(image: torch.Tensor, normalization: str) -> tuple[float, float]:
+    """``(mean, std)`` of the normalisation, exactly as :class:`SliceDataset` computes them."""
+    eps = torch.finfo(torch.float32).tiny
+    if normalization == "scale":
+        return 0.0, max(float(image.mean()), eps)
+    return float(image.mean()), max(float(image.std()), eps)
+
+
+def _magnitude(kspace: torch.Tensor) -> torch.Tensor:
+    """Coil-combined magnitude ``(H, W)`` of k-space ``(C, H, W)``: the coil's magnitude, or root-sum-of-squares."""
+    images = ifft2c(kspace)
+    return rss(images) if images.shape[0] > 1 else images[0].abs()
+
+
+def _acquired_sample(
+    source: SliceSource, data: DataConfig, reference: SliceSource | None, hr_shape: tuple[int, int], index: int
+) -> Sample:
+    """The batch contract for one acquired slice: the data as measured, no ground truth (``target`` is zeros)."""
+    kspace = source.kspace(index)
+    if not torch.isfinite(torch.view_as_real(kspace)).all():
+        raise DataError(source.path, f"slice {index} contains NaN or Inf")
+    if isinstance(source.volume, ImageVolume):
+        mask = torch.ones(kspace.shape[-2:], dtype=torch.float32)
+    else:
+        mask = (kspace.abs().sum(dim=0) > 0).to(torch.float32)
+        if not mask.any():
+            raise DataError(source.path, f"slice {index}: the k-space is zero everywhere (nothing was measured)")
+    lr_input = _magnitude(kspace)
+    mean, std = _statistics(lr_input, data.normalization)
+    normalized = ((lr_input - mean) / std).to(torch.float32)[None]
+    maps = None
+    if data.sens_maps == "espirit" and kspace.shape[0] > 1:  # the calibration of SliceDataset
+        lines = round(data.acquisition.center_fraction * kspace.shape[-1])
+        maps = espirit_maps(kspace, calib_width=lines, kernel_size=min(6, lines // 2))
+    guide = None
+    if reference is not None:
+        ref_image = _magnitude(reference.kspace(index))
+        if tuple(ref_image.shape) != hr_shape:
+            raise DataError(reference.path, f"reference slice {tuple(ref_image.shape)} is not on the restored grid "
+                            f"{hr_shape} of {source.path.name}")
+        ref_mean, ref_std = _statistics(ref_image, data.normalization)
+        guide = ((ref_image - ref_mean) / ref_std).to(torch.float32)[None]
+    return Sample(
+        target=torch.zeros((1, *hr_shape), dtype=torch.float32),
+        lr_input=normalized,
+        lr_target=normalized,
+        kspace=(kspace / std).to(torch.complex64),
+        mask=mask[None],
+        norm_mean=torch.tensor(mean, dtype=torch.float32),
+        norm_std=torch.tensor(std, dtype=torch.float32),
+        reference=guide,
+        sens_maps=maps,
+        meta={"file": str(source.path), "slice": index, "subject": source.subject, "contrast": source.contrast,
+              "acceleration": realised_acceleration(mask), "scale": data.acquisition.scale},
+    )
+
+
+def _slice_shape(source: SliceSource) -> tuple[int, int]:
+    """In-plane size of the source's slices (the image, or the k-space matrix)."""
+    volume = source.volume
+    if isinstance(volume, ImageVolume):
+        return int(volume.data.shape[1]), int(volume.data.shape[2])
+    if isinstance(volume, FastMRIFile):
+        return volume.kspace_shape[1], volume.kspace_shape[2]
+    return int(volume.kspace.shape[2]), int(volume.kspace.shape[3])
+
+
+def _open_reference(path: Path, grid: ImageVolume | None, num_slices: int, subject: str) -> SliceSource:
+    """The reference as a :class:`SliceSource` on the target grid (resampled when both sides have geometry)."""
+    reference = open_source(path, subject)
+    if grid is not None and isinstance(reference.volume, ImageVolume):
+        return SliceSource(align_reference(grid, reference.volume), subject=subject, contrast=reference.contrast)
+    if reference.num_slices < num_slices:
+        raise DataError(path, f"reference has {reference.num_slices} slices, the input {num_slices}: slices pair by "
+                        "index without geometry, so it needs at least as many")
+    return reference
+
+
+# ----------------------------------------------------------------------------------------------------- running
+
+
+@torch.no_grad()
+def _predict(
+    model: nn.Module,
+    name: str,
+    make_sample: Callable[[int], Sample],
+    count: int,
+    batch_size: int,
+    device: torch.device,
+    precision: str,
+    source: Path,
+) -> np.ndarray:
+    """Restore ``count`` slices in batches; returns ``(count, H, W)`` float32 in the input's units."""
+    outputs = []
+    for start in range(0, count, batch_size):
+        batch = collate([make_sample(index) for index in range(start, min(start + batch_size, count))])
+        if start == 0:
+            try:
+                check_batch(name, tuple(getattr(model, "required_fields", ())), batch)
+            except ValueError as err:
+                raise DataError(source, f"{err} (a reference contrast is given with --reference; sens_maps need "
+                                "data.sens_maps: espirit in the checkpoint's config and multi-coil k-space)") from err
+        batch = batch.to(device)
+        with autocast(precision, device):
+            image = model(batch).image
+        outputs.append(batch.denormalize(image.float())[:, 0].cpu())
+    return torch.cat(outputs).numpy().astype(np.float32, copy=False)
+
+
+def _write_hdf5(path: Path, image: np.ndarray, attrs: dict[str, object], overwrite: bool) -> None:
+    """fastMRI-layout HDF5: ``reconstruction (S, H, W)`` float32 plus root attributes, written atomically."""
+    with atomic_output(path, overwrite=overwrite, suffix=".h5") as tmp, h5py.File(tmp, "w") as file:
+        file.create_dataset("reconstruction", data=image, chunks=(1, *image.shape[1:]))
+        file.attrs.update({"max": float(image.max()), "norm": float(np.linalg.norm(image)), **attrs})
+
+
+def _load_model(checkpoint: Path, device: torch.device) -> tuple[ExperimentConfig, nn.Module]:
+    payload = load_checkpoint(checkpoint)
+    config = parse_config(payload["config"], source=f"{checkpoint} (stored config)")
+    model = build_model(config.model, config.data.acquisition.scale, config.source)
+    model.load_state_dict(payload["model"])
+    return config, model.to(device).eval()
+
+
+def _as_paths(reference: str | Path | Sequence[str | Path] | None, count: int) -> list[Path | None]:
+    if reference is None:
+        return [None] * count
+    references: list[Path | None] = (
+        [Path(reference)] if isinstance(reference, (str, Path)) else [Path(r) for r in reference])
+    if len(references) != count:
+        raise ValueError(f"give one reference per input: {count} inputs, {len(references)} references")
+    return references
+
+
+def _restore_volume(
+    model: nn.Module,
+    config: ExperimentConfig,
+    source: SliceSource,
+    reference: Path | None,
+    degrade: bool,
+    device: torch.device,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The restored volume ``(S, H, W)`` in the input's units, and its NIfTI affine (``None`` for k-space inputs)."""
+    data = config.data
+    scale = data.acquisition.scale
+    height, width = _slice_shape(source)
+    count = source.num_slices
+    volume = source.volume
+    make_sample: Callable[[int], Sample]
+    if degrade:
+        if height % scale or width % scale:
+            raise DataError(source.path, f"scale {scale} of the checkpoint does not divide the slice size "
+                            f"{height}x{width}; crop or pad the volume first")
+        grid = volume if isinstance(volume, ImageVolume) else None
+        guide = None if reference is None else _open_reference(reference, grid, count, source.subject)
+        dataset = SliceDataset([source], data.task, data.acquisition.to_acquisition(),
+                               references=None if guide is None else [guide], train=False,
+                               sens_maps=data.sens_maps, normalization=data.normalization,
+                               slices=[(0, index) for index in range(count)])
+        make_sample = dataset.__getitem__
+        expected, affine = (height, width), None if grid is None else grid.affine
+    else:
+        expected, affine, grid = (scale * height, scale * width), None, None
+        if isinstance(volume, ImageVolume):
+            affine = restored_affine(volume.affine, scale, (height, width))
+            zeros = np.broadcast_to(np.float32(0.0), (count, *expected))  # the HR grid, for align_reference
+            grid = ImageVolume(zeros, affine, path=volume.path, contrast=volume.contrast)
+        guide = None if reference is None else _open_reference(reference, grid, count, source.subject)
+        make_sample = partial(_acquired_sample, source, data, guide, expected)
+    image = _predict(model, config.model.name, make_sample, count, data.val_batch_size or data.batch_size, device,
+                     config.trainer.precision, source.path)
+    if tuple(image.shape[1:]) != expected:
+        raise RuntimeError(f"{config.model.name} returned {tuple(image.shape[1:])} images for {source.path}, "
+                           f"expected {expected} (scale {scale})")
+    if not np.isfinite(image).all():
+        raise RuntimeError(f"{config.model.name} returned NaN or Inf for {source.path}; nothing written")
+    return image, affine
+
+
+def restore(
+    checkpoint: str | Path,
+    inputs: Sequence[str | Path],
+    out: str | Path,
+    reference: str | Path | Sequence[str | Path] | None = None,
+    degrade: bool = False,
+    overwrite: bool = False,
+    *,
+    device: str = "auto",
+) -> list[Path]:
+    """Restore files with a trained checkpoint (see the module docstring for modes, geometry and outputs).
+
+    Args:
+        checkpoint: an accelmri checkpoint (``best.pt``/``last.pt``), read with ``weights_only=True``.
+        inputs: NIfTI files, DICOM series folders, fastMRI/ISMRMRD ``.h5`` files or twix ``.dat`` files.
+        out: output folder (created), or with a single input the output file (``.nii``/``.nii.gz`` for image
+            inputs, ``.h5`` for k-space inputs).
+        reference: the reference contrast: one path per input (same order), or one path for a single input.
+        degrade: degrade the (fully sampled) inputs with the checkpoint's acquisition first; the output is then
+            on the input's grid.
+        overwrite: replace existing outputs (inputs are never replaced).
+        device: ``auto`` (CUDA if available), ``cpu``, ``cuda``, ``cuda:1``, ...
+
+    Returns:
+        The written files, one per input, in input order.
+
+    Raises:
+        DataError: a missing, unsupported or unreadable input or reference (naming it), an output that is an
+            input, a scale that does not divide an input's size (degraded mode), a reference that does not cover
+            the target or is not on its grid, a model needing a field the inputs cannot give, or a bad checkpoint.
+        FileExistsError: an output exists and ``overwrite`` is false (checked before any work).
+        ValueError: no inputs, a reference count other than the input count, or an output file name that does
+            not fit the inputs.
+    """
+    if not inputs:
+        raise ValueError("restore needs at least one input")
+    sources = [Path(p) for p in inputs]
+    references = _as_paths(reference, len(sources))
+    outputs = _output_paths(sources, Path(out))
+    for path in references:
+        if path is not None:
+            _output_suffix(path)
+    protected = [*sources, *(r for r in references if r is not None), Path(checkpoint)]
+    _check_outputs(outputs, protected, overwrite)
+
+    target_device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                                 "cpu" if device == "auto" else device)
+    config, model = _load_model(Path(checkpoint), target_device)
+    for output in outputs:
+        output.parent.mkdir(parents=True, exist_ok=True)
+
+    written = []
+    for path, ref_path, output in zip(sources, references, outputs, strict=True):
+        source = open_source(path)
+        try:
+            image, affine = _restore_volume(model, config, source, ref_path, degrade, target_device)
+        finally:
+            if isinstance(source.volume, FastMRIFile):
+                source.volume.close()
+        if affine is not None:
+            write_nifti(output, image, affine, overwrite=overwrite)
+        else:
+            attrs: dict[str, object] = {key: source.volume.attrs[key] for key in ("acquisition", "patient_id")
+                                        if isinstance(source.volume.attrs.get(key), (str, int, float))}
+            attrs.update(accelmri_checkpoint=str(checkpoint), accelmri_model=config.model.name,
+                         accelmri_scale=config.data.acquisition.scale,
+                         accelmri_mode="degraded" if degrade else "acquired")
+            _write_hdf5(output, image, attrs, overwrite)
+        written.append(output)
+    return written
