@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/accelmri demo
+	$(VENV)/bin/accelmri demo --out out/demo-$$(date +%Y%m%d-%H%M%S)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

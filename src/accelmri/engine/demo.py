@@ -20,15 +20,20 @@ from copy import deepcopy
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
+from accelmri.data.sample import collate
+from accelmri.engine.build import build_dataset
 from accelmri.engine.config import parse_config
-from accelmri.engine.evaluate import evaluate
+from accelmri.engine.evaluate import _load_method, evaluate
 from accelmri.engine.trainer import train
+from accelmri.report import report
+from accelmri.report.figures import save_examples
 
 __all__ = ["EXPERIMENTS", "demo_configs", "run_demo"]
 
-_BRAIN = {"kind": "digital_brain", "coils": 1, "subjects": 6, "size": 128, "slices": 8, "noise_std": 0.005, "seed": 0}
+_BRAIN = {"kind": "digital_brain", "coils": 1, "subjects": 6, "size": 64, "slices": 8, "noise_std": 0.005, "seed": 0}
 
 EXPERIMENTS: dict[str, dict[str, Any]] = {
     "sr2x": {
@@ -97,8 +102,24 @@ def demo_configs(out: Path, steps: int) -> dict[str, dict[str, dict[str, Any]]]:
     return configs
 
 
+def write_examples(sources: list[Path], names: list[str], path: Path, slices: int = 3) -> None:
+    """Run every method on the central slices of the first test volume and save ``examples.npz`` for the report."""
+    outputs: dict[str, torch.Tensor] = {}
+    batch = None
+    for source, name in zip(sources, names, strict=True):
+        config, model = _load_method(source, (), torch.device("cpu"))
+        if batch is None:
+            dataset = build_dataset(config.data, "test", config.source)
+            start = max(0, len(dataset) // 2 - slices // 2)
+            batch = collate([dataset[i] for i in range(start, min(len(dataset), start + slices))])
+        with torch.no_grad():
+            outputs[name] = batch.denormalize(model.eval()(batch).image)[:, 0]
+    assert batch is not None
+    save_examples(path, batch.denormalize(batch.lr_input)[:, 0], batch.denormalize(batch.target)[:, 0], outputs)
+
+
 def run_demo(out: Path, steps: int = 300, log: Callable[[str], None] = print) -> Path:
-    """Run the demo into ``out`` and return ``out/results.md``.
+    """Run the demo into ``out`` and return ``out/results.md`` (``out/report.html`` next to it).
 
     Raises:
         FileExistsError: if ``out`` exists and is not empty (nothing is overwritten).
@@ -107,7 +128,7 @@ def run_demo(out: Path, steps: int = 300, log: Callable[[str], None] = print) ->
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out}: exists and is not empty; choose a new --out folder")
     out.mkdir(parents=True, exist_ok=True)
-    sections = []
+    runs: list[Path] = []
     for experiment, methods in demo_configs(out, steps).items():
         sources: list[Path] = []
         for method, raw in methods.items():
@@ -124,8 +145,7 @@ def run_demo(out: Path, steps: int = 300, log: Callable[[str], None] = print) ->
             sources.append(result.last)
         evaluation = out / "evaluation" / experiment
         evaluate(sources, evaluation, split="test")
-        table = (evaluation / "metrics.md").read_text()
-        sections.append(f"## {EXPERIMENTS[experiment]['title']}\n\n{table}")
-    results = out / "results.md"
-    results.write_text("# accelmri demo — digital brain, held-out subjects\n\n" + "\n\n".join(sections) + "\n")
-    return results
+        write_examples(sources, list(methods), evaluation / "examples.npz")
+        runs.append(evaluation)
+    report(runs, out, title="accelmri demo — digital brain, held-out subjects")
+    return out / "results.md"
