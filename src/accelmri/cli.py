@@ -229,7 +229,7 @@ def demo(
     except (OSError, ValueError) as err:
         raise fail(err) from err
     console.print((results).read_text())
-    console.print(f"wrote {escape(str(results))} and {escape(str(results.with_name('report.html')))}")
+    console.print(f"wrote {escape(str(results))} and {escape(str(results.parent / 'report' / 'report.html'))}")
 
 
 def main() -> None:
