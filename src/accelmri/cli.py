@@ -225,7 +225,7 @@ def demo(
     from accelmri.engine.demo import run_demo
 
     try:
-        results = run_demo(out, steps=steps, log=console.print)
+        results = run_demo(out, steps=steps, log=lambda message: console.print(escape(message)))
     except (OSError, ValueError) as err:
         raise fail(err) from err
     console.print((results).read_text())
