@@ -36,6 +36,7 @@ from accelmri.data.readers import (
 )
 from accelmri.data.readers import fastmri as fastmri_module
 from accelmri.data.volume import ImageVolume, KspaceVolume
+from tests.dicom_utils import write_dicom_slice
 
 TCGA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tcga_fg_6692"
 
@@ -372,36 +373,8 @@ def _write_dicom(
     slope: float = 2.0,
     intercept: float = -100.0,
 ) -> None:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
-
     row_cos, col_cos = _orientation()
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MRImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = MRImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.SeriesInstanceUID = series_uid
-    ds.Modality = "MR"
-    ds.PatientID = "anon01"
-    ds.SeriesDescription = "t2_tse_tra"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 1
-    ds.ImagePositionPatient = [round(float(v), 4) for v in position]
-    ds.ImageOrientationPatient = [float(v) for v in (*row_cos, *col_cos)]
-    ds.PixelSpacing = [0.8, 0.6]  # (between rows, between columns)
-    ds.SliceThickness = 3.0
-    ds.RescaleSlope = slope
-    ds.RescaleIntercept = intercept
-    ds.PixelData = pixels.astype(np.int16).tobytes()
-    ds.save_as(path, enforce_file_format=True)
+    write_dicom_slice(path, pixels, position, series_uid, (*row_cos, *col_cos), slope=slope, intercept=intercept)
 
 
 def _series(folder: Path, n: int = 4, rows: int = 6, cols: int = 5, uid: str = "1.2.3.4") -> tuple[np.ndarray, ...]:

@@ -32,6 +32,7 @@ from accelmri.physics.fft import fft2c, ifft2c
 from accelmri.report import EXAMPLES_FILE, load_examples, report, save_examples
 from accelmri.report.tables import read_evaluation, results_table, to_markdown
 from tests.conftest import SHARED_DATA
+from tests.dicom_utils import write_dicom_slice
 
 TCGA = SHARED_DATA / "tcga_fg_6692"
 
@@ -158,36 +159,13 @@ def test_degraded_nifti_stays_on_the_input_grid(checkpoints: dict[str, Path], tm
 
 
 def _write_dicom_series(folder: Path, pixels: np.ndarray) -> None:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+    from pydicom.uid import generate_uid
 
     folder.mkdir()
     series = generate_uid()
     for index, image in enumerate(pixels):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = MRImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID = MRImageStorage
-        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-        ds.SeriesInstanceUID = series
-        ds.Modality = "MR"
-        ds.Rows, ds.Columns = image.shape
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.BitsAllocated = ds.BitsStored = 16
-        ds.HighBit = 15
-        ds.PixelRepresentation = 0
-        ds.ImagePositionPatient = [-30.0, 12.5, 4.0 * index]
-        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-        ds.PixelSpacing = [0.8, 0.6]
-        ds.SliceThickness = 4.0
-        ds.RescaleSlope = 0.5
-        ds.RescaleIntercept = 0.0
-        ds.PixelData = image.astype(np.uint16).tobytes()
-        ds.save_as(folder / f"im{index}.dcm", enforce_file_format=True)
+        write_dicom_slice(folder / f"im{index}.dcm", image, (-30.0, 12.5, 4.0 * index), series, thickness=4.0,
+                          slope=0.5, intercept=0.0, signed=False, description=None)
 
 
 def test_dicom_series_is_restored_to_nifti(checkpoints: dict[str, Path], tmp_path: Path) -> None:
