@@ -152,21 +152,44 @@ def evaluate(
     ),
     device: Annotated[str, typer.Option(help="auto (CUDA if available), cpu, cuda, cuda:1, ...")] = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
+    lpips_backbone: Annotated[
+        Path | None,
+        typer.Option(help="Torchvision AlexNet ImageNet state dict (.pth) for LPIPS; needs --lpips-linear "
+                     "(docs/metrics.md)."),
+    ] = None,
+    lpips_linear: Annotated[
+        Path | None,
+        typer.Option(help="LPIPS v0.1 linear weights (lpips/weights/v0.1/alex.pth); needs --lpips-backbone."),
+    ] = None,
 ) -> None:
-    """Per-volume PSNR/SSIM/NMSE of checkpoints, mean ± std, and paired t-tests between them."""
+    """Per-volume PSNR/SSIM/NMSE (and LPIPS, given its weights) of checkpoints, mean ± std, paired t-tests."""
     from accelmri.engine.evaluate import evaluate as run_evaluation
+    from accelmri.lpips import LPIPS
 
+    if (lpips_backbone is None) != (lpips_linear is None):
+        options = ("--lpips-backbone", "--lpips-linear")
+        given, missing = options if lpips_linear is None else options[::-1]
+        console.print(f"[red]error:[/red] {given} needs {missing} too: pass both LPIPS weight files or neither "
+                      "(docs/metrics.md)", soft_wrap=True)
+        raise typer.Exit(code=2)
     try:
+        if lpips_backbone is not None and lpips_linear is not None:
+            metric: LPIPS | None = LPIPS.from_files(lpips_backbone, lpips_linear)
+        else:
+            metric = None
+            console.print("LPIPS skipped: no weights given (--lpips-backbone PATH --lpips-linear PATH, "
+                          "see docs/metrics.md)", soft_wrap=True)
         result = run_evaluation(sources, out, data_overrides=data or [], split=split, device=device,
-                                overwrite=overwrite)
+                                overwrite=overwrite, lpips=metric)
     except (OSError, ValueError) as err:
         raise fail(err) from err
+    columns = [("psnr", "PSNR dB", 2), ("ssim", "SSIM", 4), ("nmse", "NMSE", 5)]
+    columns += [("lpips", "LPIPS", 4)] if metric is not None else []
     table = Table(title=f"accelmri evaluation — {split} split (mean ± std over volumes)")
-    for column in ("method", "model", "volumes", "PSNR dB", "SSIM", "NMSE"):
+    for column in ("method", "model", "volumes", *(label for _, label, _ in columns)):
         table.add_column(column, justify="left" if column in ("method", "model") else "right")
     for method in result.methods:
-        cells = [f"{method.summary[k]['mean']:.{d}f} ± {method.summary[k]['std']:.{d}f}"
-                 for k, d in (("psnr", 2), ("ssim", 4), ("nmse", 5))]
+        cells = [f"{method.summary[k]['mean']:.{d}f} ± {method.summary[k]['std']:.{d}f}" for k, _, d in columns]
         table.add_row(method.name, method.model, str(len(method.scores)), *cells)
     console.print(table)
     console.print(f"wrote {', '.join(escape(str(f)) for f in result.files)}")

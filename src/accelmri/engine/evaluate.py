@@ -2,14 +2,17 @@
 
 Every volume is restored slice by slice, de-normalised to the original intensity units (``Sample.denormalize``),
 stacked to ``(S, H, W)`` and scored whole with :func:`accelmri.metrics.evaluate_volume` (PSNR, SSIM, NMSE with
-the volume's maximum as data range). Batches never mix volumes, so a volume's numbers do not depend on which
+the volume's maximum as data range), and optionally with LPIPS (:mod:`accelmri.lpips`, AlexNet v0.1, lower is
+better) when the caller gives the weights. Batches never mix volumes, so a volume's numbers do not depend on which
 process scores it or what else is evaluated: the trainer's validation uses :func:`score_volumes` too.
 
 :func:`evaluate` writes, atomically, into ``out_dir``:
 
-* ``metrics.csv``: one row per method and volume (``method, volume, subject, contrast, slices, psnr, ssim, nmse``);
+* ``metrics.csv``: one row per method and volume (``method, volume, subject, contrast, slices, psnr, ssim, nmse``,
+  then ``lpips`` when LPIPS is computed; without it the column is absent);
 * ``metrics.json``: the same rows, mean ± std per method (:func:`accelmri.metrics.aggregate`, sample std) and
-  two-sided paired t-tests between every two methods on their common volumes (:func:`accelmri.metrics.paired_ttest`);
+  two-sided paired t-tests between every two methods on their common volumes (:func:`accelmri.metrics.paired_ttest`)
+  (``lpips`` per volume, in the summaries and in the t-tests only when computed);
 * ``metrics.md``: both as Markdown tables.
 """
 
@@ -36,12 +39,15 @@ from accelmri.engine.build import build_dataset, build_model, check_compatible, 
 from accelmri.engine.checkpoint import load_checkpoint
 from accelmri.engine.config import ConfigError, ExperimentConfig, load_config, parse_config
 from accelmri.io import atomic_output
+from accelmri.lpips import LPIPS, lpips_volume
 from accelmri.metrics import aggregate, evaluate_volume, paired_ttest
 
 __all__ = [
+    "LPIPS_METRIC",
     "METRICS",
     "OUTPUT_FILES",
     "EvaluationResult",
+    "LPIPSVolumeScore",
     "MethodResult",
     "VolumeScore",
     "autocast",
@@ -51,6 +57,9 @@ __all__ = [
 
 #: The metrics, in table order.
 METRICS = ("psnr", "ssim", "nmse")
+
+#: The optional perceptual metric (lower is better), after :data:`METRICS` when computed.
+LPIPS_METRIC = "lpips"
 
 #: Files :func:`evaluate` writes into its output folder.
 OUTPUT_FILES = ("metrics.csv", "metrics.json", "metrics.md")
@@ -82,6 +91,21 @@ class VolumeScore:
 
 
 @dataclass(frozen=True)
+class LPIPSVolumeScore(VolumeScore):
+    """A :class:`VolumeScore` with LPIPS (:func:`accelmri.lpips.lpips_volume`: mean over slices, lower is better).
+
+    Attributes:
+        lpips: dimensionless, ``>= 0``.
+    """
+
+    lpips: float
+
+    def metrics(self) -> dict[str, float]:
+        """``{"psnr": ..., "ssim": ..., "nmse": ..., "lpips": ...}``."""
+        return {name: getattr(self, name) for name in (*METRICS, LPIPS_METRIC)}
+
+
+@dataclass(frozen=True)
 class MethodResult:
     """One evaluated checkpoint or config.
 
@@ -89,8 +113,8 @@ class MethodResult:
         name: unique method name (``<run folder>/<checkpoint stem>`` or the config's stem).
         source: the checkpoint or config file.
         model: the registered model name.
-        scores: per-volume scores, in volume order.
-        summary: ``{metric: {"mean", "std"}}`` over volumes.
+        scores: per-volume scores, in volume order (:class:`LPIPSVolumeScore` when LPIPS was computed).
+        summary: ``{metric: {"mean", "std"}}`` over volumes (``lpips`` included when computed).
     """
 
     name: str
@@ -107,8 +131,8 @@ class EvaluationResult:
     Attributes:
         split: the evaluated split.
         methods: one :class:`MethodResult` per input, in input order.
-        ttests: one dict per method pair and metric: ``a, b, metric, n, statistic, pvalue, mean_difference``
-            (``a − b``).
+        ttests: one dict per method pair and metric (``lpips`` included when computed): ``a, b, metric, n,
+            statistic, pvalue, mean_difference`` (``a − b``).
         files: the written files.
     """
 
@@ -140,6 +164,7 @@ def score_volumes(
     num_workers: int = 0,
     device: torch.device | str = "cpu",
     precision: str = "32-true",
+    lpips: LPIPS | None = None,
 ) -> list[VolumeScore]:
     """Restore and score whole volumes; batches hold slices of one volume only.
 
@@ -152,9 +177,11 @@ def score_volumes(
         num_workers: DataLoader workers.
         device: where the model runs.
         precision: Fabric precision name (autocast for the forward pass).
+        lpips: also score LPIPS (:func:`~accelmri.lpips.lpips_volume`, ``batch_size`` slices per pass, on the LPIPS
+            module's device, float32, no autocast); ``None`` (the trainer's validation) skips it.
 
     Returns:
-        One :class:`VolumeScore` per volume, in the given order.
+        One :class:`VolumeScore` per volume, in the given order (:class:`LPIPSVolumeScore` with ``lpips``).
     """
     device = torch.device(device)
     chunks = [(v, items[i : i + batch_size]) for v, items in volumes for i in range(0, len(items), batch_size)]
@@ -175,10 +202,15 @@ def score_volumes(
         model.train(was_training)
     scores = []
     for volume, items in volumes:
-        predictions, targets = outputs[volume]
-        metrics = evaluate_volume(torch.cat(targets), torch.cat(predictions))
+        prediction, target = torch.cat(outputs[volume][0]), torch.cat(outputs[volume][1])
+        metrics = evaluate_volume(target, prediction)
         source = dataset.targets[volume]
-        scores.append(VolumeScore(str(source.path), source.subject, source.contrast, len(items), **metrics))
+        fields = (str(source.path), source.subject, source.contrast, len(items))
+        if lpips is None:
+            scores.append(VolumeScore(*fields, **metrics))
+        else:
+            distance = lpips_volume(lpips, target, prediction, batch_size=batch_size)
+            scores.append(LPIPSVolumeScore(*fields, **metrics, lpips=distance))
     return scores
 
 
@@ -208,14 +240,14 @@ def _load_method(path: Path, data_overrides: Sequence[str], device: torch.device
     return config, model.to(device)
 
 
-def _ttests(methods: Sequence[MethodResult]) -> list[dict[str, Any]]:
+def _ttests(methods: Sequence[MethodResult], metrics: Sequence[str] = METRICS) -> list[dict[str, Any]]:
     tests = []
     for a, b in itertools.combinations(methods, 2):
         scores_b = {s.volume: s for s in b.scores}
         common = [(s, scores_b[s.volume]) for s in a.scores if s.volume in scores_b]
         if len(common) < 2:
             continue
-        for metric in METRICS:
+        for metric in metrics:
             entry: dict[str, Any] = {"a": a.name, "b": b.name, "metric": metric, "n": len(common)}
             try:
                 result = paired_ttest([getattr(x, metric) for x, _ in common], [getattr(y, metric) for _, y in common])
@@ -227,14 +259,14 @@ def _ttests(methods: Sequence[MethodResult]) -> list[dict[str, Any]]:
     return tests
 
 
-def _csv_text(methods: Sequence[MethodResult]) -> str:
+def _csv_text(methods: Sequence[MethodResult], metrics: Sequence[str] = METRICS) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["method", "volume", "subject", "contrast", "slices", *METRICS])
+    writer.writerow(["method", "volume", "subject", "contrast", "slices", *metrics])
     for method in methods:
         for s in method.scores:
             writer.writerow([method.name, s.volume, s.subject, s.contrast or "", s.slices,
-                             *(repr(getattr(s, m)) for m in METRICS)])
+                             *(repr(getattr(s, m)) for m in metrics)])
     return buffer.getvalue()
 
 
@@ -242,11 +274,19 @@ def _number(value: float | None, digits: int) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def _markdown(split: str, methods: Sequence[MethodResult], ttests: Sequence[dict[str, Any]]) -> str:
-    digits = {"psnr": 2, "ssim": 4, "nmse": 5}
+_DIGITS = {"psnr": 2, "ssim": 4, "nmse": 5, LPIPS_METRIC: 4}
+_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "nmse": "NMSE", LPIPS_METRIC: "LPIPS"}
+
+
+def _markdown(split: str, methods: Sequence[MethodResult], ttests: Sequence[dict[str, Any]],
+              metrics: Sequence[str] = METRICS) -> str:
+    digits = {name: _DIGITS[name] for name in metrics}
+    labels = " | ".join(_LABELS[name] for name in metrics)
+    align = "|".join("---:" for _ in metrics)
+    note = "; LPIPS: AlexNet v0.1, lower is better" if LPIPS_METRIC in metrics else ""
     lines = [f"# Evaluation ({split} split)", "",
-             "Mean ± sample std over volumes (fastMRI metrics, original units).", "",
-             "| method | model | volumes | PSNR (dB) | SSIM | NMSE |", "|---|---|---:|---:|---:|---:|"]
+             f"Mean ± sample std over volumes (fastMRI metrics, original units{note}).", "",
+             f"| method | model | volumes | {labels} |", f"|---|---|---:|{align}|"]
     for m in methods:
         cells = [f"{_number(m.summary[k]['mean'], d)} ± {_number(m.summary[k]['std'], d)}" for k, d in digits.items()]
         lines.append(f"| {m.name} | {m.model} | {len(m.scores)} | {' | '.join(cells)} |")
@@ -258,11 +298,11 @@ def _markdown(split: str, methods: Sequence[MethodResult], ttests: Sequence[dict
             lines.append(f"| {t['a']} | {t['b']} | {t['metric']} | {t['n']} | "
                          f"{_number(t['mean_difference'], digits[t['metric']])} | {_number(t['statistic'], 3)} | "
                          f"{pvalue} |")
-    lines += ["", "| method | volume | slices | PSNR (dB) | SSIM | NMSE |", "|---|---|---:|---:|---:|---:|"]
+    lines += ["", f"| method | volume | slices | {labels} |", f"|---|---|---:|{align}|"]
     for m in methods:
         for s in m.scores:
-            lines.append(f"| {m.name} | {Path(s.volume).name} | {s.slices} | {s.psnr:.2f} | {s.ssim:.4f} | "
-                         f"{s.nmse:.5f} |")
+            cells = " | ".join(f"{getattr(s, k):.{d}f}" for k, d in digits.items())
+            lines.append(f"| {m.name} | {Path(s.volume).name} | {s.slices} | {cells} |")
     return "\n".join(lines) + "\n"
 
 
@@ -274,6 +314,7 @@ def evaluate(
     split: str = "test",
     device: str = "auto",
     overwrite: bool = False,
+    lpips: LPIPS | None = None,
 ) -> EvaluationResult:
     """Score checkpoints (and parameter-free models given by a YAML config) on one split and write the tables.
 
@@ -286,10 +327,14 @@ def evaluate(
         split: ``train``, ``val`` or ``test``.
         device: ``auto`` (CUDA if available), ``cpu``, ``cuda``, ``cuda:1``, ...
         overwrite: replace existing output files.
+        lpips: also score LPIPS per volume (:meth:`accelmri.lpips.LPIPS.from_files`; moved to the evaluation device
+            in place): an ``lpips`` column in every output, in the summary and in the t-tests. ``None`` (default):
+            no LPIPS, and the outputs have no ``lpips`` column or key at all.
 
     Raises:
         FileExistsError: an output file exists and ``overwrite`` is false (checked before any work).
         ConfigError: bad overrides, an empty split, a trainable model given by a config, or an incompatible model.
+        ValueError: with ``lpips``, images smaller than 31×31 (:data:`accelmri.lpips.LPIPS_MIN_SIZE`).
         DataError: unreadable checkpoint or data files.
     """
     if not sources:
@@ -301,6 +346,9 @@ def evaluate(
         raise FileExistsError(f"{', '.join(existing)}: already exists (pass overwrite / --overwrite to replace)")
     target_device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                                  "cpu" if device == "auto" else device)
+    if lpips is not None:
+        lpips.to(target_device)
+    metrics = METRICS if lpips is None else (*METRICS, LPIPS_METRIC)
     methods: list[MethodResult] = []
     taken: set[str] = set()
     for source in map(Path, sources):
@@ -313,11 +361,11 @@ def evaluate(
         scores = score_volumes(model, dataset, volume_slices(dataset),
                                batch_size=config.data.val_batch_size or config.data.batch_size,
                                num_workers=config.data.num_workers, device=target_device,
-                               precision=config.trainer.precision)
+                               precision=config.trainer.precision, lpips=lpips)
         summary = aggregate([s.metrics() for s in scores])
         name = _method_name(source, source.suffix.lower() not in (".yaml", ".yml"), taken)
         methods.append(MethodResult(name, str(source), config.model.name, scores, summary))
-    ttests = _ttests(methods)
+    ttests = _ttests(methods, metrics)
     payload = {
         "split": split,
         "methods": [{"name": m.name, "source": m.source, "model": m.model, "summary": m.summary,
@@ -325,7 +373,7 @@ def evaluate(
         "ttests": ttests,
     }
     out.mkdir(parents=True, exist_ok=True)
-    texts = (_csv_text(methods), json.dumps(payload, indent=2), _markdown(split, methods, ttests))
+    texts = (_csv_text(methods, metrics), json.dumps(payload, indent=2), _markdown(split, methods, ttests, metrics))
     for file, text in zip(files, texts, strict=True):
         with atomic_output(file, overwrite=overwrite) as tmp:
             tmp.write_text(text)

@@ -2,8 +2,11 @@
 
 The input is what ``accelmri evaluate`` writes into a folder (:mod:`accelmri.engine.evaluate`): ``metrics.json``
 (``methods[].name, model, per_volume[].volume, psnr, ssim, nmse``), or, without it, ``metrics.csv``
-(``method, volume, subject, contrast, slices, psnr, ssim, nmse``; the model column is then unknown). Methods of
-several folders are merged; a name seen twice gets its folder's name appended (``bicubic [run2]``).
+(``method, volume, subject, contrast, slices, psnr, ssim, nmse``; the model column is then unknown). An ``lpips``
+score (``accelmri evaluate --lpips-backbone ... --lpips-linear ...``) is read when present for every volume of a
+method, and tabulated like NMSE (a lower-is-better column; no cell is marked best) when every method has it;
+otherwise the tables have PSNR, SSIM and NMSE only. Methods of several folders are merged; a name seen twice gets
+its folder's name appended (``bicubic [run2]``).
 
 Per method: mean ± sample standard deviation over volumes (:func:`accelmri.metrics.aggregate`). Against the
 baseline (default: the first method): a two-sided paired t-test per metric on the volumes both methods scored
@@ -26,6 +29,7 @@ from accelmri.data.errors import DataError
 from accelmri.metrics import aggregate, paired_ttest
 
 __all__ = [
+    "LPIPS_METRIC",
     "METRICS",
     "Comparison",
     "MethodScores",
@@ -43,9 +47,12 @@ __all__ = [
 #: The metrics, in table order.
 METRICS = ("psnr", "ssim", "nmse")
 
-_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "nmse": "NMSE"}
-_SHORT = {"psnr": "PSNR", "ssim": "SSIM", "nmse": "NMSE"}
-_DIGITS = {"psnr": 2, "ssim": 4, "nmse": 5}
+#: The optional perceptual metric (lower is better), tabulated after :data:`METRICS` when every method has it.
+LPIPS_METRIC = "lpips"
+
+_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "nmse": "NMSE", LPIPS_METRIC: "LPIPS"}
+_SHORT = {"psnr": "PSNR", "ssim": "SSIM", "nmse": "NMSE", LPIPS_METRIC: "LPIPS"}
+_DIGITS = {"psnr": 2, "ssim": 4, "nmse": 5, LPIPS_METRIC: 4}
 
 
 @dataclass(frozen=True)
@@ -57,7 +64,8 @@ class MethodScores:
         model: the registered model name (``""`` when read from a CSV).
         split: the evaluated split, if known.
         run: the folder the scores were read from.
-        volumes: ``{volume file: {"psnr", "ssim", "nmse"}}`` in evaluation order.
+        volumes: ``{volume file: {"psnr", "ssim", "nmse"}}`` in evaluation order (plus ``"lpips"`` in every volume's
+            dict when the evaluation computed it).
     """
 
     name: str
@@ -94,11 +102,13 @@ class ResultsTable:
         baseline: the baseline's name.
         methods: every method, in reading order (the baseline included).
         comparisons: ``{method: {metric: Comparison}}`` for every method but the baseline.
+        metrics: the tabulated metrics: :data:`METRICS`, then ``"lpips"`` when every method has it.
     """
 
     baseline: str
     methods: list[MethodScores]
     comparisons: dict[str, dict[str, Comparison]]
+    metrics: tuple[str, ...] = METRICS
 
 
 def _number(value: float, digits: int) -> str:
@@ -117,9 +127,23 @@ def _unique(name: str, run: Path, taken: set[str]) -> str:
 
 def _scores(row: object, where: str, source: Path) -> dict[str, float]:
     try:
-        return {metric: float(row[metric]) for metric in METRICS}  # type: ignore[index]
+        scores = {metric: float(row[metric]) for metric in METRICS}  # type: ignore[index]
     except (KeyError, TypeError, ValueError) as err:
         raise DataError(source, f"{where}: needs numeric {', '.join(METRICS)} ({type(err).__name__}: {err})") from err
+    value = row.get(LPIPS_METRIC) if isinstance(row, dict) else None
+    if value is not None and value != "":  # optional: absent key, JSON null or an empty CSV cell
+        try:
+            scores[LPIPS_METRIC] = float(value)
+        except (TypeError, ValueError) as err:
+            raise DataError(source, f"{where}: {LPIPS_METRIC} is not a number ({value!r})") from err
+    return scores
+
+
+def _consistent(volumes: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """The volumes' scores, LPIPS dropped from all of them unless every volume has it."""
+    if all(LPIPS_METRIC in scores for scores in volumes.values()):
+        return volumes
+    return {volume: {m: v for m, v in scores.items() if m != LPIPS_METRIC} for volume, scores in volumes.items()}
 
 
 def _from_json(path: Path, run: Path) -> list[MethodScores]:
@@ -137,7 +161,7 @@ def _from_json(path: Path, run: Path) -> list[MethodScores]:
     result = []
     for (name, model, per_volume), volumes in zip(methods, entries, strict=True):
         scores = {volume: _scores(v, f"{name}: {volume}", path) for volume, v in zip(volumes, per_volume, strict=True)}
-        result.append(MethodScores(name, model, split, run, scores))
+        result.append(MethodScores(name, model, split, run, _consistent(scores)))
     return result
 
 
@@ -151,7 +175,7 @@ def _from_csv(path: Path, run: Path) -> list[MethodScores]:
         if not row.get("method") or not row.get("volume"):
             raise DataError(path, f"line {line}: needs the columns method, volume, {', '.join(METRICS)}")
         by_method.setdefault(row["method"], {})[row["volume"]] = _scores(row, f"line {line}", path)
-    return [MethodScores(name, "", None, run, volumes) for name, volumes in by_method.items()]
+    return [MethodScores(name, "", None, run, _consistent(volumes)) for name, volumes in by_method.items()]
 
 
 def read_evaluation(run_dirs: Sequence[str | Path]) -> list[MethodScores]:
@@ -206,23 +230,26 @@ def results_table(methods: Sequence[MethodScores], baseline: str | None = None) 
     if chosen not in names:
         raise ValueError(f"baseline {chosen!r} is not an evaluated method; methods: {', '.join(names)}")
     reference = methods[names.index(chosen)]
-    comparisons = {m.name: {metric: _compare(m, reference, metric) for metric in METRICS}
+    with_lpips = all(LPIPS_METRIC in scores for m in methods for scores in m.volumes.values())
+    metrics = (*METRICS, LPIPS_METRIC) if with_lpips else METRICS
+    comparisons = {m.name: {metric: _compare(m, reference, metric) for metric in metrics}
                    for m in methods if m.name != chosen}
-    return ResultsTable(chosen, list(methods), comparisons)
+    return ResultsTable(chosen, list(methods), comparisons, metrics)
 
 
 def summary_rows(table: ResultsTable) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the summary: method, model, volumes, mean ± std per metric, p-value per metric."""
-    header = ["method", "model", "volumes", *(_LABELS[m] for m in METRICS), *(f"p {_SHORT[m]}" for m in METRICS)]
+    metrics = table.metrics
+    header = ["method", "model", "volumes", *(_LABELS[m] for m in metrics), *(f"p {_SHORT[m]}" for m in metrics)]
     rows = []
     for method in table.methods:
         summary = method.summary()
         cells = [f"{_number(summary[m]['mean'], _DIGITS[m])} ± {_number(summary[m]['std'], _DIGITS[m])}"
-                 for m in METRICS]
+                 for m in metrics]
         if method.name == table.baseline:
-            pvalues = ["baseline"] * len(METRICS)
+            pvalues = ["baseline"] * len(metrics)
         else:
-            pvalues = [_pvalue(table.comparisons[method.name][m]) for m in METRICS]
+            pvalues = [_pvalue(table.comparisons[method.name][m]) for m in metrics]
         rows.append([method.name, method.model or "–", str(len(method.volumes)), *cells, *pvalues])
     return header, rows
 
@@ -233,8 +260,8 @@ def _pvalue(comparison: Comparison) -> str:
 
 def volume_rows(table: ResultsTable) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the per-volume scores: method, volume (file name), one column per metric."""
-    header = ["method", "volume", *(_LABELS[m] for m in METRICS)]
-    rows = [[method.name, Path(volume).name, *(_number(scores[m], _DIGITS[m]) for m in METRICS)]
+    header = ["method", "volume", *(_LABELS[m] for m in table.metrics)]
+    rows = [[method.name, Path(volume).name, *(_number(scores[m], _DIGITS[m]) for m in table.metrics)]
             for method in table.methods for volume, scores in method.volumes.items()]
     return header, rows
 
@@ -251,8 +278,9 @@ def describe(table: ResultsTable) -> str:
     """One sentence on what the table shows (splits, statistics, baseline)."""
     splits = sorted({m.split for m in table.methods if m.split})
     where = f" on the {', '.join(splits)} split{'s' if len(splits) > 1 else ''}" if splits else ""
-    return (f"Mean ± sample std over volumes{where} (fastMRI metrics, original units); p: two-sided paired t-test "
-            f"against the baseline {table.baseline} on the volumes both scored.")
+    lpips = "; LPIPS: AlexNet v0.1, lower is better" if LPIPS_METRIC in table.metrics else ""
+    return (f"Mean ± sample std over volumes{where} (fastMRI metrics, original units{lpips}); p: two-sided paired "
+            f"t-test against the baseline {table.baseline} on the volumes both scored.")
 
 
 def to_markdown(table: ResultsTable | None, figures: Sequence[str] = ()) -> str:
@@ -273,11 +301,11 @@ def to_markdown(table: ResultsTable | None, figures: Sequence[str] = ()) -> str:
 def difference_rows(table: ResultsTable) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the mean differences ``method − baseline``: method, common volumes, one column per
     metric (the baseline has no row)."""
-    header = ["method", "common volumes", *(f"Δ {_LABELS[m]}" for m in METRICS)]
+    header = ["method", "common volumes", *(f"Δ {_LABELS[m]}" for m in table.metrics)]
     rows = []
     for name, comparison in table.comparisons.items():
         cells = []
-        for metric in METRICS:
+        for metric in table.metrics:
             value = comparison[metric].mean_difference
             cells.append("–" if value is None or not math.isfinite(value) else f"{value:+.{_DIGITS[metric]}f}")
         rows.append([name, str(comparison[METRICS[0]].n), *cells])
@@ -288,13 +316,13 @@ def to_csv(table: ResultsTable) -> str:
     """``results.csv``: one row per method with mean, std, p-value and mean difference per metric."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    columns = [f"{m}_{part}" for m in METRICS for part in ("mean", "std", "p", "difference")]
+    columns = [f"{m}_{part}" for m in table.metrics for part in ("mean", "std", "p", "difference")]
     writer.writerow(["method", "model", "split", "volumes", "baseline", *columns])
     for method in table.methods:
         summary = method.summary()
         comparison = table.comparisons.get(method.name)
         cells = []
-        for metric in METRICS:
+        for metric in table.metrics:
             c = comparison[metric] if comparison is not None else None
             cells += [repr(summary[metric]["mean"]), repr(summary[metric]["std"]),
                       "" if c is None or c.pvalue is None else repr(c.pvalue),
