@@ -90,3 +90,24 @@ def test_fast_local_search_equals_descriptor_search_in_the_window() -> None:
     expected_soft, expected_index = dense.masked_fill(~near, -torch.inf).max(dim=1)
     assert torch.allclose(soft, expected_soft, atol=1e-5)
     assert (index == expected_index).float().mean() > 0.99  # ties aside
+
+
+def fold_transfer(value: torch.Tensor, index: torch.Tensor, size: tuple[int, int], scale: int) -> torch.Tensor:
+    """TTSR's transfer written with unfold/fold: move the (3s)² value patches at ``index``, average overlaps."""
+    kernel, pad = 3 * scale, scale
+    unfolded = F.unfold(value, kernel, padding=pad, stride=scale)
+    gathered = torch.gather(unfolded, 2, index[:, None].expand(-1, unfolded.shape[1], -1))
+    out_size = (scale * size[0], scale * size[1])
+    counts = F.fold(F.unfold(torch.ones(1, 1, *out_size), kernel, padding=pad, stride=scale), out_size, kernel,
+                    padding=pad, stride=scale)
+    return F.fold(gathered, out_size, kernel, padding=pad, stride=scale) / counts
+
+
+@pytest.mark.parametrize("scale", [1, 2, 4])
+def test_transfer_equals_unfold_fold_formula(scale: int) -> None:
+    generator = torch.Generator().manual_seed(scale)
+    key_size, query_size = (7, 9), (5, 6)
+    value = torch.randn(2, 3, scale * key_size[0], scale * key_size[1], generator=generator)
+    index = torch.randint(0, key_size[0] * key_size[1], (2, query_size[0] * query_size[1]), generator=generator)
+    expected = fold_transfer(value, index, query_size, scale)
+    assert torch.allclose(transfer(value, index, query_size, scale=scale), expected, atol=1e-6)

@@ -130,7 +130,7 @@ class FASRNet(nn.Module):
         backbone: texture extractor (see module docstring); default VGG19 relu1_2/relu2_2/relu3_2, fine-tuned.
         vgg_weights: torchvision-layout VGG19 weights for the default backbone (``None`` = random, tests only).
         reference_downsampling: ``"kspace"`` (default) or ``"bicubic"`` (paper) for ``Ref↓``.
-        search_block_size: keys per block of the relevance search (memory ∝ block × LR pixels).
+        search_block_size: keys per block of the relevance search (memory ∝ block size only; the result is exact).
         search_window: optional local search (``±window`` key pixels; an approximation, never the default).
         search_dtype: optional correlation dtype, e.g. ``torch.bfloat16`` or ``"bfloat16"`` (never the default).
 
@@ -156,7 +156,7 @@ class FASRNet(nn.Module):
         backbone: nn.Module | None = None,
         vgg_weights: str | Path | None = None,
         reference_downsampling: str = "kspace",
-        search_block_size: int = 4096,
+        search_block_size: int = 512,
         search_window: int | None = None,
         search_dtype: torch.dtype | str | None = None,
     ) -> None:

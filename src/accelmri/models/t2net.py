@@ -69,7 +69,7 @@ class TaskTransformer(nn.Module):
         scale: int = 2,
         value: ValueSource = "paper",
         patch: int = 3,
-        block_size: int = 4096,
+        block_size: int = 512,
         window: int | None = None,
         search_dtype: torch.dtype | None = None,
     ) -> None:
@@ -143,7 +143,7 @@ class T2Net(nn.Module):
         use_task_transformer: ``False`` = ablation "w/o Htt" (Table 1): ``F_SR^i + F_Rec^i`` replaces ``H_tt``.
         search_window: local relevance search within ``±search_window`` LR pixels (approximate; ``None`` = exact).
         search_dtype: relevance correlation dtype, e.g. ``torch.bfloat16`` (approximate; ``None`` = input dtype).
-        block_size: keys per block of the relevance search (memory ``∝ block_size·h·w``; exact for any value).
+        block_size: keys per block of the relevance search (working memory only; exact for any value).
 
     Forward: ``batch.lr_input (B, 1, h, w)`` float32 → ``Prediction(image (B, 1, s·h, s·w),
     lr_image (B, 1, h, w) or None)``.
@@ -162,7 +162,7 @@ class T2Net(nn.Module):
         use_task_transformer: bool = True,
         search_window: int | None = None,
         search_dtype: torch.dtype | None = None,
-        block_size: int = 4096,
+        block_size: int = 512,
     ) -> None:
         super().__init__()
         self.in_channels = in_channels

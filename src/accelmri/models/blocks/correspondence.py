@@ -4,9 +4,11 @@ The relevance of query patch ``i`` to key patch ``j`` is the cosine similarity o
 neighbourhoods over all channels, ``r_ij = ⟨q_i/‖q_i‖, k_j/‖k_j‖⟩``; hard attention keeps
 ``t_i = argmax_j r_ij`` and soft attention ``s_i = max_j r_ij`` (TTSR, Yang et al., CVPR 2020, Eqs. 2–5; T2Net,
 paper 000, Sec. 2.2 "task transformer"; FASR-Net, paper 002, Sec. II). The dense relevance matrix is
-``N_k × N_q``: at 128² that is 1 GB per call in fp32. :func:`relevance_search` visits the keys in blocks of
-``block_size`` and keeps a running max/argmax, so memory grows linearly with the pixel count and the result
-is identical to the dense formula (ties resolved to the lowest key index, as ``torch.max`` does on CPU).
+``N_k × N_q``: at 128² that is 1 GB per call in fp32. :func:`relevance_search` visits blocks of queries × keys,
+building their descriptors from the feature maps on the fly, and keeps a running max/argmax: the working memory
+is a few MB at any image size and the result is identical to the dense formula (ties resolved to the lowest key
+index, as ``torch.max`` does on CPU). :func:`transfer` moves patches with one gather per patch offset instead of
+unfolding the value map (``9·C·N`` floats) and folding it back.
 
 Optional speed knobs (never the default): ``window`` restricts each query to keys within a square
 neighbourhood of the same (scaled) position; ``dtype=torch.bfloat16`` runs the correlation in bf16.
@@ -26,54 +28,96 @@ def unfold_patches(x: torch.Tensor, patch: int = 3) -> torch.Tensor:
     return F.normalize(patches, dim=1)
 
 
+def _patch_norms(x: torch.Tensor, patch: int) -> torch.Tensor:
+    """``(B, C, H, W)`` → ``(B, H·W)`` float32 norms of the zero-padded ``patch × patch`` descriptors.
+
+    Floored at ``1e-12`` like :func:`torch.nn.functional.normalize`.
+    """
+    squares = (x.float() ** 2).sum(1, keepdim=True)
+    if patch > 1:
+        squares = F.avg_pool2d(squares, patch, stride=1, padding=patch // 2, count_include_pad=True) * patch**2
+    return squares.sqrt().clamp_min(1e-12).flatten(1)
+
+
+def _band_descriptors(
+    padded: torch.Tensor, rows: tuple[int, int], width: int, patch: int, norms: torch.Tensor, dtype: torch.dtype
+) -> torch.Tensor:
+    """Normalised descriptors ``(B, C·patch², n)`` of image rows ``[r0, r1)`` (``n = (r1 − r0)·width``).
+
+    ``padded`` is the feature map zero-padded by ``patch // 2`` on every side; ``norms`` from :func:`_patch_norms`.
+    """
+    r0, r1 = rows
+    band = padded[:, :, r0 : r1 + patch - 1]
+    descriptors = F.unfold(band, patch) if patch > 1 else band.flatten(2)
+    return (descriptors / norms[:, None, r0 * width : r1 * width].to(descriptors.dtype)).to(dtype)
+
+
 def relevance_search(
     query: torch.Tensor,
     key: torch.Tensor,
     patch: int = 3,
-    block_size: int = 4096,
+    block_size: int = 512,
     window: int | None = None,
     dtype: torch.dtype | None = None,
+    query_block: int = 4096,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Max and argmax of the patch relevance of every query position over all key positions.
+
+    The exact search visits ``query_block`` queries × ``block_size`` keys at a time (whole image rows of each),
+    building their normalised descriptors from the feature maps on the fly: one GEMM per pair of blocks and a
+    running max/argmax per query. Memory is ``O((block_size + query_block)·C·patch² + block_size·query_block)``,
+    independent of the image size beyond the features themselves; the result equals the dense formula for any
+    block sizes (ties to the lowest key index, as ``torch.max`` on the dense matrix).
 
     Args:
         query: ``(B, C, Hq, Wq)`` features.
         key: ``(B, C, Hk, Wk)`` features.
         patch: patch side (odd).
-        block_size: keys per block (memory ``∝ block_size · Hq·Wq``).
+        block_size: keys per block (rounded down to whole key rows, at least one row).
         window: if given, only keys within ``±window`` key pixels of the query's position mapped to the key
             grid are searched (an approximation; ``None`` = exact global search).
         dtype: correlation dtype (e.g. ``torch.bfloat16``); ``None`` keeps the input dtype.
+        query_block: queries per block (rounded down to whole query rows, at least one row).
 
     Returns:
-        ``(soft, index)``: ``soft (B, Hq·Wq)`` the maximum relevance, ``index (B, Hq·Wq)`` int64 the key position
-        (row-major over ``Hk × Wk``) attaining it.
+        ``(soft, index)``: ``soft (B, Hq·Wq)`` float32 the maximum relevance, ``index (B, Hq·Wq)`` int64 the key
+        position (row-major over ``Hk × Wk``) attaining it.
 
     Raises:
         ValueError: on channel mismatch, an even patch or a non-positive block size.
     """
     if query.shape[:2] != key.shape[:2]:
         raise ValueError(f"query {tuple(query.shape)} and key {tuple(key.shape)} differ in batch or channels")
-    if patch % 2 == 0 or block_size < 1:
-        raise ValueError(f"patch must be odd and block_size positive, got {patch}, {block_size}")
-    q = unfold_patches(query, patch)  # (B, D, Nq)
-    k = unfold_patches(key, patch).transpose(1, 2)  # (B, Nk, D)
-    if dtype is not None:
-        q, k = q.to(dtype), k.to(dtype)
+    if patch % 2 == 0 or block_size < 1 or query_block < 1:
+        raise ValueError(f"patch must be odd and block sizes positive, got {patch}, {block_size}, {query_block}")
     if window is not None and query.shape[-2:] == key.shape[-2:] and patch == 3:
         return _local_search(query, key, window)
+    dtype = dtype or query.dtype
     if window is not None:
-        return _windowed_search(q, k.transpose(1, 2), query.shape[-2:], key.shape[-2:], window)
-    batch, num_q, num_k = q.shape[0], q.shape[2], k.shape[1]
-    best = torch.full((batch, num_q), -torch.inf, device=query.device, dtype=torch.float32)
-    index = torch.zeros((batch, num_q), device=query.device, dtype=torch.long)
-    for start in range(0, num_k, block_size):
-        scores = torch.bmm(k[:, start : start + block_size], q).float()  # (B, block, Nq)
-        value, arg = scores.max(dim=1)
-        better = value > best  # strict: an earlier block keeps ties, as the dense argmax does
-        best = torch.where(better, value, best)
-        index = torch.where(better, arg + start, index)
-    return best, index
+        q = unfold_patches(query, patch).to(dtype)
+        k = unfold_patches(key, patch).to(dtype)
+        return _windowed_search(q, k, query.shape[-2:], key.shape[-2:], window)
+    (hq, wq), (hk, wk) = query.shape[-2:], key.shape[-2:]
+    pad = (patch // 2,) * 4
+    query_padded, key_padded = F.pad(query, pad), F.pad(key, pad)
+    query_norms, key_norms = _patch_norms(query, patch), _patch_norms(key, patch)
+    key_rows, query_rows = max(1, block_size // wk), max(1, query_block // wq)
+    soft, index = [], []
+    for q0 in range(0, hq, query_rows):
+        rows = (q0, min(hq, q0 + query_rows))
+        q = _band_descriptors(query_padded, rows, wq, patch, query_norms, dtype).transpose(1, 2)  # (B, n, D)
+        best = torch.full(q.shape[:2], -torch.inf, device=query.device, dtype=torch.float32)
+        best_index = torch.zeros(q.shape[:2], device=query.device, dtype=torch.long)
+        for k0 in range(0, hk, key_rows):
+            k = _band_descriptors(key_padded, (k0, min(hk, k0 + key_rows)), wk, patch, key_norms, dtype)
+            value, arg = torch.bmm(q, k).max(dim=2)  # (B, n): max over this block's keys
+            value = value.float()
+            better = value > best  # strict: an earlier block keeps ties, as the dense argmax does
+            best = torch.where(better, value, best)
+            best_index = torch.where(better, arg + k0 * wk, best_index)
+        soft.append(best)
+        index.append(best_index)
+    return torch.cat(soft, dim=1), torch.cat(index, dim=1)
 
 
 def _box3(x: torch.Tensor) -> torch.Tensor:
@@ -160,15 +204,25 @@ def transfer(
     hq, wq = query_size
     if index.shape[-1] != hq * wq:
         raise ValueError(f"index covers {index.shape[-1]} positions, the query grid {hq}×{wq} has {hq * wq}")
-    kernel = patch * scale
-    unfolded = F.unfold(value, kernel_size=kernel, padding=scale * (patch // 2), stride=scale)  # (B, C·k², Nk)
-    gathered = torch.gather(unfolded, 2, index[:, None, :].expand(-1, unfolded.shape[1], -1))
-    size = (scale * hq, scale * wq)
-    folded = F.fold(gathered, size, kernel_size=kernel, padding=scale * (patch // 2), stride=scale)
-    ones = torch.ones((1, 1, *size), device=value.device, dtype=value.dtype)
-    counts = F.fold(
-        F.unfold(ones, kernel_size=kernel, padding=scale * (patch // 2), stride=scale), size,
-        kernel_size=kernel, padding=scale * (patch // 2), stride=scale,
-    )
-    return folded / counts
-
+    batch, _, height, width = value.shape
+    hk, wk = height // scale, width // scale
+    # Value patch of key j, offset d ∈ [−p, p]² (in key cells), lands on query cell i + d. So output cell c gets,
+    # for every d whose query i = c − d is on the grid, the value cell t_{c−d} + d (zero outside the key grid:
+    # zero padding), averaged over the queries that cover c. Each cell holds its s×s value pixels as channels.
+    cells = (F.pixel_unshuffle(value, scale) if scale > 1 else value).flatten(2)  # (B, C·s², Hk·Wk)
+    key_y, key_x = (index // wk).view(batch, hq, wq), (index % wk).view(batch, hq, wq)
+    out = value.new_zeros(batch, cells.shape[1], hq, wq)
+    counts = value.new_zeros(1, 1, hq, wq)
+    half = patch // 2
+    for dy in range(-half, half + 1):
+        for dx in range(-half, half + 1):
+            y, x = key_y + dy, key_x + dx
+            inside = ((y >= 0) & (y < hk) & (x >= 0) & (x < wk)).to(value.dtype)
+            flat = (y.clamp(0, hk - 1) * wk + x.clamp(0, wk - 1)).view(batch, 1, -1)
+            moved = torch.gather(cells, 2, flat.expand(-1, cells.shape[1], -1)).view_as(out) * inside[:, None]
+            out_rows, in_rows = slice(max(0, dy), hq + min(0, dy)), slice(max(0, -dy), hq - max(0, dy))
+            out_cols, in_cols = slice(max(0, dx), wq + min(0, dx)), slice(max(0, -dx), wq - max(0, dx))
+            out[:, :, out_rows, out_cols] += moved[:, :, in_rows, in_cols]
+            counts[:, :, out_rows, out_cols] += 1
+    out = out / counts
+    return F.pixel_shuffle(out, scale) if scale > 1 else out
