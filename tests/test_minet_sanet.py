@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from accelmri.data.sample import Sample
-from accelmri.models.base import Prediction
+from accelmri.models.base import Prediction, set_channels_last
 from accelmri.models.minet import ChannelSpatialAttention, MINet, MultiStageIntegration, MultiStageNetwork
 from accelmri.models.registry import build
 from accelmri.models.sanet import SANet, SeparableAttention
@@ -257,3 +257,18 @@ def test_registered_with_paper_loss_weights() -> None:
     assert isinstance(build("minet", **TINY), MINet)
     assert isinstance(build("sanet", **TINY, attention_stages="refcode"), SANet)
     assert (MINet.loss_alpha, SANet.loss_alpha) == (0.3, 0.7)
+
+
+def test_channels_last_matches_nchw() -> None:
+    """The NHWC fast path changes the layout only: same outputs to float rounding, and it can be undone."""
+    torch.manual_seed(0)
+    model = tiny(SANet).eval()
+    batch = batch_of()
+    with torch.no_grad():
+        expected = model(batch).image
+        set_channels_last(model)
+        conv_weights = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+        assert all(w.is_contiguous(memory_format=torch.channels_last) for w in conv_weights)
+        assert torch.allclose(model(batch).image, expected, atol=1e-5)
+        set_channels_last(model, enabled=False)
+        assert all(m.weight.is_contiguous() for m in model.modules() if isinstance(m, torch.nn.Conv2d))

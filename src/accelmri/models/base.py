@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
 
 from accelmri.physics.coils import sense_combine
 from accelmri.physics.fft import ifft2c
@@ -18,7 +19,7 @@ from accelmri.physics.fft import ifft2c
 if TYPE_CHECKING:  # models read the batch contract by attribute; the import is for type checkers only
     from accelmri.data.sample import Sample
 
-__all__ = ["Prediction", "check_batch", "network_input"]
+__all__ = ["Prediction", "check_batch", "network_input", "set_channels_last"]
 
 
 @dataclass(eq=False)
@@ -70,3 +71,20 @@ def network_input(batch: Sample, in_channels: int) -> torch.Tensor:
     else:
         raise ValueError("complex input from multi-coil k-space needs sens_maps (SliceDataset(sens_maps='espirit'))")
     return torch.stack([image.real, image.imag], dim=1).float()
+
+
+def set_channels_last(model: nn.Module, enabled: bool = True) -> nn.Module:
+    """Store every 2-D convolution weight channels-last (NHWC) in place, or back to NCHW; returns ``model``.
+
+    oneDNN then runs the convolutions in its native NHWC layout without reordering activations at every call
+    (a CPU fast path; measured in ``docs/performance.md``). Conv outputs follow the weight's layout, so the
+    inputs may stay NCHW. Only 4-D ``nn.Conv2d`` weights change (``Conv3d`` and other parameters keep their
+    layout); values are untouched, so results differ from NCHW only by floating-point summation order.
+    ``state_dict`` tensors keep the layout: save from an NCHW model (``enabled=False``) to write contiguous
+    tensors.
+    """
+    layout = torch.channels_last if enabled else torch.contiguous_format
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            module.weight.data = module.weight.data.contiguous(memory_format=layout)
+    return model

@@ -31,7 +31,7 @@ class ResBlock(nn.Module):
         self.res_scale = res_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.res_scale * self.body(x)
+        return torch.add(x, self.body(x), alpha=self.res_scale)  # one pass, no scaled temporary
 
 
 class ChannelAttention(nn.Module):
@@ -65,7 +65,9 @@ class RCAB(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+        body = self.body[:-1]  # conv(ReLU(conv(x))); the channel attention is fused into the residual sum
+        y = body(x)
+        return torch.addcmul(x, y, self.body[-1].gate(y))  # x + y ⊙ CA(y) in one pass
 
 
 class ResidualGroup(nn.Module):
@@ -76,7 +78,7 @@ class ResidualGroup(nn.Module):
         self.body = nn.Sequential(*[RCAB(channels, reduction) for _ in range(n_blocks)], conv(channels, channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+        return self.body(x).add_(x)  # the closing conv's output is not needed by autograd: add in place
 
 
 class Upsampler(nn.Sequential):
