@@ -111,3 +111,28 @@ def test_transfer_equals_unfold_fold_formula(scale: int) -> None:
     index = torch.randint(0, key_size[0] * key_size[1], (2, query_size[0] * query_size[1]), generator=generator)
     expected = fold_transfer(value, index, query_size, scale)
     assert torch.allclose(transfer(value, index, query_size, scale=scale), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("window", [None, 2])
+def test_soft_attention_gradient_equals_the_dense_formula(window: int | None) -> None:
+    """The search runs without autograd; the re-evaluated max gives the dense formula's gradient."""
+    generator = torch.Generator().manual_seed(3)
+    query = torch.randn(2, 4, 7, 6, generator=generator, requires_grad=True)
+    key = torch.randn(2, 4, 7, 6, generator=generator, requires_grad=True)
+    weights = torch.randn(2, 42, generator=generator)
+    soft, index = relevance_search(query, key, block_size=5, window=window)
+    (soft * weights).sum().backward()
+    grads = query.grad.clone(), key.grad.clone()
+    query.grad, key.grad = None, None
+    q = F.normalize(F.unfold(query, 3, padding=1), dim=1)
+    k = F.normalize(F.unfold(key, 3, padding=1), dim=1)
+    relevance = torch.bmm(k.transpose(1, 2), q)  # (B, Nk, Nq)
+    if window is not None:
+        ys, xs = torch.arange(7).repeat_interleave(6), torch.arange(6).repeat(7)
+        near = ((ys[:, None] - ys[None]).abs() <= window) & ((xs[:, None] - xs[None]).abs() <= window)
+        relevance = relevance.masked_fill(~near, -torch.inf)
+    dense_soft, dense_index = relevance.max(dim=1)
+    assert torch.equal(index, dense_index)
+    (dense_soft * weights).sum().backward()
+    assert torch.allclose(grads[0], query.grad, atol=1e-5)
+    assert torch.allclose(grads[1], key.grad, atol=1e-5)

@@ -90,6 +90,37 @@ def relevance_search(
         raise ValueError(f"query {tuple(query.shape)} and key {tuple(key.shape)} differ in batch or channels")
     if patch % 2 == 0 or block_size < 1 or query_block < 1:
         raise ValueError(f"patch must be odd and block sizes positive, got {patch}, {block_size}, {query_block}")
+    with torch.no_grad():  # the argmax has no gradient; max_j r_ij is re-evaluated at j = t_i below
+        soft, index = _search(query, key, patch, block_size, window, dtype, query_block)
+    if torch.is_grad_enabled() and (query.requires_grad or key.requires_grad):
+        soft = _relevance_at(query, key, index, patch)
+    return soft, index
+
+
+def _relevance_at(query: torch.Tensor, key: torch.Tensor, index: torch.Tensor, patch: int) -> torch.Tensor:
+    """``r_{i, t_i}`` ``(B, Nq)`` float32, differentiable: the soft attention at the matched keys.
+
+    The search itself runs without autograd: tracking its running max would keep every block's relevance
+    scores (the dense ``N_k × N_q`` matrix) for the backward pass. The gradient of ``max_j r_ij`` is the
+    gradient of ``r_ij`` at the argmax, so re-evaluating that one relevance per query gives the same gradient
+    in ``O(C·patch²·N_q)`` memory.
+    """
+    q = unfold_patches(query, patch)  # (B, D, Nq)
+    k = unfold_patches(key, patch)  # (B, D, Nk)
+    matched = torch.gather(k, 2, index[:, None].expand(-1, k.shape[1], -1))
+    return (q * matched).sum(1).float()
+
+
+def _search(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    patch: int,
+    block_size: int,
+    window: int | None,
+    dtype: torch.dtype | None,
+    query_block: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`relevance_search` without autograd (same arguments and returns)."""
     if window is not None and query.shape[-2:] == key.shape[-2:] and patch == 3:
         return _local_search(query, key, window)
     dtype = dtype or query.dtype
