@@ -26,8 +26,8 @@ Paper vs. reference code (design/models.md), and where the text leaves a choice:
 
 Parameters at paper size (``C=64, L=6, n_blocks=6``, ×2): "all" 7.01 M (separable attention 0.43 M over 7
 stages); "refcode" 4.74 M. The paper's "11 M, separable attention 0.2 M" matches the code's registered count,
-which includes modules that never run. The code uses 4.64 M. One 160² → 320² forward pass (batch 1, fp32, 2 CPU
-threads) took 6.8 s / 1.27 GiB for "all" and 4.9 s / 1.19 GiB for "refcode"; the code takes 11.2 s / 1.95 GiB.
+which includes modules that never run. The code uses 4.64 M. Time and memory against the code's (11.2 s /
+1.95 GiB per 160² → 320² slice): ``docs/performance.md``.
 """
 
 from __future__ import annotations
