@@ -59,7 +59,7 @@ def relevance_search(
     block_size: int = 512,
     window: int | None = None,
     dtype: torch.dtype | None = None,
-    query_block: int = 4096,
+    query_block: int = 8192,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Max and argmax of the patch relevance of every query position over all key positions.
 
@@ -139,9 +139,10 @@ def _search(
         q = _band_descriptors(query_padded, rows, wq, patch, query_norms, dtype).transpose(1, 2)  # (B, n, D)
         best = torch.full(q.shape[:2], -torch.inf, device=query.device, dtype=torch.float32)
         best_index = torch.zeros(q.shape[:2], device=query.device, dtype=torch.long)
+        prepared = _prepare_queries(q)
         for k0 in range(0, hk, key_rows):
             k = _band_descriptors(key_padded, (k0, min(hk, k0 + key_rows)), wk, patch, key_norms, dtype)
-            value, arg = torch.bmm(q, k).max(dim=2)  # (B, n): max over this block's keys
+            value, arg = _scores(prepared, k).max(dim=2)  # (B, n): max over this block's keys
             value = value.float()
             better = value > best  # strict: an earlier block keeps ties, as the dense argmax does
             best = torch.where(better, value, best)
@@ -149,6 +150,36 @@ def _search(
         soft.append(best)
         index.append(best_index)
     return torch.cat(soft, dim=1), torch.cat(index, dim=1)
+
+
+def _onednn_gemm(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether :func:`_scores` runs on oneDNN: fp32 on a CPU with oneDNN (bf16 ``bmm`` is fast already)."""
+    return device.type == "cpu" and dtype == torch.float32 and torch.backends.mkldnn.is_available()
+
+
+def _prepare_queries(q: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+    """Query descriptors ``(B, n, D)`` in the layout :func:`_scores` multiplies: oneDNN tensors per batch item
+    (fp32 on a CPU with oneDNN), else ``q`` itself."""
+    if not _onednn_gemm(q.device, q.dtype):
+        return q
+    return [item.contiguous().to_mkldnn() for item in q]
+
+
+def _scores(queries: torch.Tensor | list[torch.Tensor], k: torch.Tensor) -> torch.Tensor:
+    """Relevance block ``q @ k``: ``(B, n, D) × (B, D, m) → (B, n, m)`` float, without autograd.
+
+    ``queries`` from :func:`_prepare_queries`. On the CPU in fp32 this runs as oneDNN's inner product
+    (``mkldnn_linear``), not ``bmm``: ``bmm`` goes to the BLAS library (MKL), which on AMD CPUs reaches about a
+    third of oneDNN's fp32 throughput (``benchmarks/gemm.py`` records both). The dot products are the same fp32
+    sums in a different order.
+    """
+    if isinstance(queries, torch.Tensor):
+        return torch.bmm(queries, k)
+    blocks = [
+        torch._C._nn.mkldnn_linear(item, k[b].t().contiguous().to_mkldnn()).to_dense()
+        for b, item in enumerate(queries)
+    ]
+    return blocks[0][None] if len(blocks) == 1 else torch.stack(blocks)
 
 
 def _box3(x: torch.Tensor) -> torch.Tensor:
