@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint setup clean
+.PHONY: demo test lint setup clean bench
 
 setup: $(STAMP)
 
@@ -19,6 +19,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/accelmri demo --out out/demo-$$(date +%Y%m%d-%H%M%S)
+
+# Benchmarks at the reference sizes (hours on 2 cores; see docs/performance.md for sections and flags).
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

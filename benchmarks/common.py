@@ -1,0 +1,244 @@
+"""Shared machinery: one fresh subprocess per measurement, timing, process memory, environment facts.
+
+Memory is read from ``/proc/self/status`` (Linux): ``VmRSS`` (current resident set) and ``VmHWM`` (its peak, the
+"high-water mark"). The peak is reset to the current RSS by writing ``5`` to ``/proc/self/clear_refs`` once the
+model and its inputs are built, so ``peak − baseline`` is what the measured passes added. ``ru_maxrss`` is not
+used on Linux: a ``spawn`` child inherits its parent's ``ru_maxrss`` through ``exec`` (a parent that once held
+1.4 GiB gives every child a 1.4 GiB floor), whereas ``VmHWM`` belongs to the child's own address space. Elsewhere
+(no ``/proc``) ``ru_maxrss`` is the fallback and the peak cannot be reset.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+import multiprocessing as mp
+import os
+import platform
+import resource
+import signal
+import statistics
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+__all__ = [
+    "Isolated",
+    "environment",
+    "measure",
+    "peak_gib",
+    "reset_peak",
+    "rss_gib",
+]
+
+_GIB = 2**30
+_STATUS = "/proc/self/status"
+
+
+def _status_kib(field: str) -> int | None:
+    """A ``kB`` field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``), or None without procfs."""
+    try:
+        with open(_STATUS) as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def rss_gib() -> float:
+    """Current resident set size of this process in GiB (``VmRSS``; fallback: the peak)."""
+    kib = _status_kib("VmRSS")
+    return kib / 2**20 if kib is not None else peak_gib()
+
+
+def peak_gib() -> float:
+    """Peak resident set size of this process in GiB since start or the last :func:`reset_peak` (``VmHWM``)."""
+    kib = _status_kib("VmHWM")
+    if kib is not None:
+        return kib / 2**20
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return maxrss / (_GIB if sys.platform == "darwin" else 2**20)
+
+
+def reset_peak() -> bool:
+    """Reset the peak RSS to the current RSS (Linux ``clear_refs``); False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def measure(
+    call: Callable[[], Any], *, repeats: int, warmup: int = 1, reset_after_warmup: bool = False
+) -> dict[str, Any]:
+    """Time ``call`` after ``warmup`` calls and record the memory of this process around it.
+
+    Args:
+        call: the work (a forward pass, a training step); its result is dropped.
+        repeats: timed calls (the median and minimum are reported).
+        warmup: untimed calls first (their durations are kept as ``warmup_s``).
+        reset_after_warmup: reset the peak after the warm-up (``torch.compile``: the compiler's memory is then
+            reported separately as ``warmup_peak_gib``); otherwise the peak covers warm-up and timed calls.
+
+    Returns:
+        ``times_s``, ``median_s``, ``min_s``, ``warmup_s`` (list), ``baseline_gib`` (RSS before the first call),
+        ``peak_gib`` (peak RSS over the measured calls), ``delta_gib = peak − baseline``, ``warmup_peak_gib``,
+        ``setup_peak_gib`` (peak before the first call: imports, model construction, inputs) and
+        ``peak_reset`` (whether the peak could be reset; if not, peaks include the setup).
+    """
+    setup_peak = peak_gib()
+    baseline = rss_gib()
+    was_reset = reset_peak()
+    warm = []
+    for _ in range(warmup):
+        start = time.perf_counter()
+        call()
+        warm.append(time.perf_counter() - start)
+    warmup_peak = peak_gib()
+    if reset_after_warmup:
+        reset_peak()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    peak = peak_gib()
+    return {
+        "times_s": times,
+        "median_s": statistics.median(times) if times else None,
+        "min_s": min(times) if times else None,
+        "warmup_s": warm,
+        "baseline_gib": baseline,
+        "peak_gib": peak,
+        "delta_gib": peak - baseline,
+        "warmup_peak_gib": warmup_peak,
+        "setup_peak_gib": setup_peak,
+        "peak_reset": was_reset,
+    }
+
+
+def _child(target: str, kwargs: dict[str, Any], threads: int, conn: Connection) -> None:
+    """Subprocess body: set the thread count, run ``module:function`` and send its dict (or the error) back."""
+    try:
+        if hasattr(os, "setpgid"):
+            os.setpgid(0, 0)  # own process group: a timeout kills the compile/loader workers it starts too
+        import torch
+
+        torch.set_num_threads(threads)
+        module, _, name = target.partition(":")
+        function = getattr(importlib.import_module(module), name)
+        conn.send({"ok": True, **function(**kwargs)})
+    except BaseException as err:  # report anything, including MemoryError, to the parent
+        lines = traceback.format_exception_only(type(err), err)
+        conn.send({"ok": False, "error": "".join(lines).strip()[-2000:]})
+    finally:
+        conn.close()
+
+
+class Isolated:
+    """Runs functions in fresh subprocesses, one per call, and returns their result dicts.
+
+    Args:
+        threads: ``torch.set_num_threads`` in the child.
+        start_method: ``spawn`` (default: a new interpreter per measurement) or ``forkserver`` (a fork of a
+            server that has imported torch and accelmri once: the same isolation of memory and state, without
+            the 1–2 s interpreter start; used by ``--tiny``).
+        timeout: seconds before a child is killed and reported as timed out.
+    """
+
+    def __init__(self, threads: int, start_method: str = "spawn", timeout: float = 7200.0) -> None:
+        self.threads = threads
+        self.timeout = timeout
+        self.context = mp.get_context(start_method)
+        if start_method == "forkserver":
+            # torch._dynamo: imported lazily by FlopCounterMode and the optimisers (~1 s per process otherwise).
+            preload = ["torch", "torch._dynamo", "torch.utils.flop_counter", "accelmri.models", "accelmri.losses",
+                       "accelmri.data.datasets", "accelmri.data.readers.fastmri", "benchmarks.cases"]
+            self.context.set_forkserver_preload(preload)
+
+    def run(self, target: str, timeout: float | None = None, **kwargs: Any) -> dict[str, Any]:
+        """Run ``target`` (``"module:function"``, returning a dict) with ``kwargs`` in a fresh subprocess.
+
+        Returns:
+            The function's dict with ``ok: True``, or ``{"ok": False, "error": ...}`` when it raised, was killed
+            (e.g. out of memory) or ran past the timeout. ``process_s`` is the subprocess's wall time.
+        """
+        start = time.perf_counter()
+        receiver, sender = self.context.Pipe(duplex=False)
+        process = self.context.Process(target=_child, args=(target, kwargs, self.threads, sender))
+        process.start()
+        sender.close()
+        limit = self.timeout if timeout is None else timeout
+        result: dict[str, Any]
+        try:
+            if receiver.poll(limit):
+                result = receiver.recv()
+            else:
+                _kill(process)
+                result = {"ok": False, "error": f"timed out after {limit:.0f} s"}
+        except EOFError:
+            process.join()
+            result = {"ok": False, "error": f"subprocess died (exit code {process.exitcode}; killed for memory?)"}
+        except KeyboardInterrupt:  # the child has its own process group: Ctrl-C would not reach it
+            _kill(process)
+            raise
+        finally:
+            receiver.close()
+        process.join()
+        result["process_s"] = time.perf_counter() - start
+        return result
+
+
+def _kill(process: Any) -> None:
+    """Kill a measurement's process group (the child and anything it started), else the child alone."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (AttributeError, OSError):
+        process.kill()
+    process.join()
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cpu_flags() -> list[str]:
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("flags"):
+                    flags = line.split(":", 1)[1].split()
+                    return sorted(f for f in flags if f.startswith(("avx512_bf16", "amx", "avx512f", "avx2")))
+    except OSError:
+        pass
+    return []
+
+
+def environment(threads: int, start_method: str) -> dict[str, Any]:
+    """Facts for the report header: date, versions, CPU, threads, process start method."""
+    import torch
+
+    return {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cpu": _cpu_model(),
+        "cpu_flags": _cpu_flags(),
+        "cpus": os.cpu_count(),
+        "threads": threads,
+        "start_method": start_method,
+    }
