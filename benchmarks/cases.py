@@ -25,7 +25,6 @@ __all__ = [
     "Variant",
     "build_model",
     "make_batch",
-    "model_to_channels_last",
     "select_cases",
     "to_channels_last",
     "train_cases",
@@ -249,20 +248,6 @@ def make_batch(case: Case, batch: int | None = None) -> Any:
         maps = maps / (maps.abs() ** 2).sum(0, keepdim=True).sqrt().clamp_min(1e-8)
         samples = [dataclasses.replace(s, sens_maps=maps) for s in samples]
     return collate(samples)
-
-
-def model_to_channels_last(model: Any) -> Any:
-    """``model`` with every 4-D parameter and buffer in ``torch.channels_last``, in place.
-
-    ``nn.Module.to(memory_format=...)`` refuses models holding 5-D weights (MINet/SANet's ``Conv3d``); those stay
-    as they are here.
-    """
-    import torch
-
-    for tensor in [*model.parameters(), *model.buffers()]:
-        if tensor.ndim == 4:
-            tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
-    return model
 
 
 def to_channels_last(batch: Any) -> Any:

@@ -20,14 +20,15 @@ def forward_worker(case: Any, variant: Any, repeats: int, warmup: int) -> dict[s
     """Time the forward pass of ``case`` in ``variant`` (runs in the subprocess)."""
     import torch
 
-    from benchmarks.cases import build_model, make_batch, model_to_channels_last, to_channels_last
+    from accelmri.models.base import set_channels_last
+    from benchmarks.cases import build_model, make_batch, to_channels_last
     from benchmarks.common import measure
 
     model = build_model(case, variant.overrides).eval()
     batch = make_batch(case)
     parameters = sum(p.numel() for p in model.parameters())
     if variant.channels_last:
-        model = model_to_channels_last(model)
+        model = set_channels_last(model)
         batch = to_channels_last(batch)
     runner = torch.compile(model) if variant.compile else model
     extras: dict[str, Any] = {}

@@ -12,7 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from benchmarks.cases import DEMO_CONFIGS, VARIANTS, Case, make_batch, model_to_channels_last
+from accelmri.models.base import set_channels_last
+from benchmarks.cases import DEMO_CONFIGS, VARIANTS, Case, make_batch
 from benchmarks.flops import count_flops, module_shares
 from benchmarks.scaling import fit_slope
 from benchmarks.targets import annotate_forward, check_targets
@@ -125,7 +126,7 @@ def test_channels_last_keeps_5d_weights_and_outputs() -> None:
     batch = make_batch(case)
     with torch.no_grad():
         expected = model(batch).image
-        model_to_channels_last(model)
+        set_channels_last(model)
         actual = model(to_channels_last(batch)).image
     assert any(p.ndim == 5 for p in model.parameters())
     torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, cast, get_args
 
 import typer
 from rich.console import Console
@@ -14,6 +14,9 @@ from rich.table import Table
 from accelmri import __version__
 from accelmri.data.errors import DataError
 from accelmri.io import write_json_atomic
+
+if TYPE_CHECKING:
+    from accelmri.engine.evaluate import Precision
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="accelmri: accelerated MRI toolkit.")
 console = Console()
@@ -25,6 +28,20 @@ def fail(err: Exception) -> typer.Exit:
     """Print a one-line error and return the exit to raise: code 2 for bad input data, 1 otherwise."""
     console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)
     return typer.Exit(code=2 if isinstance(err, DataError) else 1)
+
+
+def _precision(value: str | None) -> Precision | None:
+    """A ``--precision`` value, checked.
+
+    Raises:
+        typer.BadParameter: not a Fabric precision name accepted for the forward pass (exit code 2).
+    """
+    from accelmri.engine.evaluate import Precision
+
+    allowed = get_args(Precision)
+    if value is not None and value not in allowed:
+        raise typer.BadParameter(f"must be one of {', '.join(allowed)}, got {value!r}", param_hint="--precision")
+    return cast("Precision | None", value)
 
 
 @app.command()
@@ -161,6 +178,14 @@ def evaluate(
         Path | None,
         typer.Option(help="LPIPS v0.1 linear weights (lpips/weights/v0.1/alex.pth); needs --lpips-backbone."),
     ] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(help="Forward-pass autocast: 32-true, bf16-mixed or 16-mixed (default: the checkpoint's "
+                     "trainer.precision); bf16 accuracy in docs/performance.md."),
+    ] = None,
+    channels_last: Annotated[
+        bool, typer.Option(help="Run convolutions channels-last (NHWC), a CPU fast path (docs/performance.md).")
+    ] = False,
 ) -> None:
     """Per-volume PSNR/SSIM/NMSE (and LPIPS, given its weights) of checkpoints, mean ± std, paired t-tests."""
     from accelmri.engine.evaluate import evaluate as run_evaluation
@@ -180,7 +205,8 @@ def evaluate(
             console.print("LPIPS skipped: no weights given (--lpips-backbone PATH --lpips-linear PATH, "
                           "see docs/metrics.md)", soft_wrap=True)
         result = run_evaluation(sources, out, data_overrides=data or [], split=split, device=device,
-                                overwrite=overwrite, lpips=metric)
+                                overwrite=overwrite, lpips=metric, precision=_precision(precision),
+                                channels_last=channels_last)
     except (OSError, ValueError) as err:
         raise fail(err) from err
     columns = [("psnr", "PSNR dB", 2), ("ssim", "SSIM", 4), ("nmse", "NMSE", 5)]
@@ -208,12 +234,21 @@ def restore(
     ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs (never an input).")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")] = "auto",
+    precision: Annotated[
+        str | None,
+        typer.Option(help="Forward-pass autocast: 32-true, bf16-mixed or 16-mixed (default: the checkpoint's "
+                     "trainer.precision); bf16 accuracy in docs/performance.md."),
+    ] = None,
+    channels_last: Annotated[
+        bool, typer.Option(help="Run convolutions channels-last (NHWC), a CPU fast path (docs/performance.md).")
+    ] = False,
 ) -> None:
     """Apply a trained model to your files; outputs keep the geometry (voxel size divided by the scale)."""
     from accelmri.engine.restore import restore as run_restore
 
     try:
-        written = run_restore(checkpoint, inputs, out, reference or None, degrade, overwrite, device=device)
+        written = run_restore(checkpoint, inputs, out, reference or None, degrade, overwrite, device=device,
+                              precision=_precision(precision), channels_last=channels_last)
     except (OSError, ValueError, ImportError) as err:
         raise fail(err) from err
     for path in written:

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -41,6 +41,7 @@ from accelmri.engine.config import ConfigError, ExperimentConfig, load_config, p
 from accelmri.io import atomic_output
 from accelmri.lpips import LPIPS, lpips_volume
 from accelmri.metrics import aggregate, evaluate_volume, paired_ttest
+from accelmri.models.base import set_channels_last
 
 __all__ = [
     "LPIPS_METRIC",
@@ -49,11 +50,15 @@ __all__ = [
     "EvaluationResult",
     "LPIPSVolumeScore",
     "MethodResult",
+    "Precision",
     "VolumeScore",
     "autocast",
     "evaluate",
     "score_volumes",
 ]
+
+#: Fabric precision names accepted for the forward pass (``trainer.precision``).
+Precision = Literal["32-true", "bf16-mixed", "16-mixed"]
 
 #: The metrics, in table order.
 METRICS = ("psnr", "ssim", "nmse")
@@ -315,6 +320,8 @@ def evaluate(
     device: str = "auto",
     overwrite: bool = False,
     lpips: LPIPS | None = None,
+    precision: Precision | None = None,
+    channels_last: bool = False,
 ) -> EvaluationResult:
     """Score checkpoints (and parameter-free models given by a YAML config) on one split and write the tables.
 
@@ -330,6 +337,9 @@ def evaluate(
         lpips: also score LPIPS per volume (:meth:`accelmri.lpips.LPIPS.from_files`; moved to the evaluation device
             in place): an ``lpips`` column in every output, in the summary and in the t-tests. ``None`` (default):
             no LPIPS, and the outputs have no ``lpips`` column or key at all.
+        precision: autocast of the forward pass (``32-true``, ``bf16-mixed``, ``16-mixed``); ``None`` = each
+            source's ``trainer.precision``. Fast-path accuracy: ``docs/performance.md``.
+        channels_last: run the convolutions in NHWC (:func:`accelmri.models.base.set_channels_last`).
 
     Raises:
         FileExistsError: an output file exists and ``overwrite`` is false (checked before any work).
@@ -353,6 +363,7 @@ def evaluate(
     taken: set[str] = set()
     for source in map(Path, sources):
         config, model = _load_method(source, data_overrides, target_device)
+        set_channels_last(model, channels_last)
         prepare_data(config.data, config.source)
         dataset = build_dataset(config.data, split, config.source)
         if len(dataset) == 0:
@@ -361,7 +372,7 @@ def evaluate(
         scores = score_volumes(model, dataset, volume_slices(dataset),
                                batch_size=config.data.val_batch_size or config.data.batch_size,
                                num_workers=config.data.num_workers, device=target_device,
-                               precision=config.trainer.precision, lpips=lpips)
+                               precision=precision or config.trainer.precision, lpips=lpips)
         summary = aggregate([s.metrics() for s in scores])
         name = _method_name(source, source.suffix.lower() not in (".yaml", ".yml"), taken)
         methods.append(MethodResult(name, str(source), config.model.name, scores, summary))

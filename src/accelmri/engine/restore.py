@@ -69,9 +69,10 @@ from accelmri.data.volume import ImageVolume
 from accelmri.engine.build import build_model
 from accelmri.engine.checkpoint import load_checkpoint
 from accelmri.engine.config import DataConfig, ExperimentConfig, parse_config
-from accelmri.engine.evaluate import autocast
+from accelmri.engine.evaluate import Precision, autocast
 from accelmri.io import atomic_output
 from accelmri.models import check_batch
+from accelmri.models.base import set_channels_last
 from accelmri.physics.coils import rss
 from accelmri.physics.fft import ifft2c
 from accelmri.physics.masks import realised_acceleration
@@ -316,6 +317,7 @@ def _restore_volume(
     reference: Path | None,
     degrade: bool,
     device: torch.device,
+    precision: str,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """The restored volume ``(S, H, W)`` in the input's units, and its NIfTI affine (``None`` for k-space inputs)."""
     data = config.data
@@ -345,7 +347,7 @@ def _restore_volume(
         guide = None if reference is None else _open_reference(reference, grid, count, source.subject)
         make_sample = partial(_acquired_sample, source, data, guide, expected)
     image = _predict(model, config.model.name, make_sample, count, data.val_batch_size or data.batch_size, device,
-                     config.trainer.precision, source.path)
+                     precision, source.path)
     if tuple(image.shape[1:]) != expected:
         raise RuntimeError(f"{config.model.name} returned {tuple(image.shape[1:])} images for {source.path}, "
                            f"expected {expected} (scale {scale})")
@@ -363,6 +365,8 @@ def restore(
     overwrite: bool = False,
     *,
     device: str = "auto",
+    precision: Precision | None = None,
+    channels_last: bool = False,
 ) -> list[Path]:
     """Restore files with a trained checkpoint (see the module docstring for modes, geometry and outputs).
 
@@ -376,6 +380,9 @@ def restore(
             on the input's grid.
         overwrite: replace existing outputs (inputs are never replaced).
         device: ``auto`` (CUDA if available), ``cpu``, ``cuda``, ``cuda:1``, ...
+        precision: autocast of the forward pass (``32-true``, ``bf16-mixed``, ``16-mixed``); ``None`` = the
+            checkpoint's ``trainer.precision``. Fast-path accuracy: ``docs/performance.md``.
+        channels_last: run the convolutions in NHWC (:func:`accelmri.models.base.set_channels_last`).
 
     Returns:
         The written files, one per input, in input order.
@@ -402,6 +409,8 @@ def restore(
     target_device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                                  "cpu" if device == "auto" else device)
     config, model = _load_model(Path(checkpoint), target_device)
+    set_channels_last(model, channels_last)
+    precision = precision or config.trainer.precision
     for output in outputs:
         output.parent.mkdir(parents=True, exist_ok=True)
 
@@ -409,7 +418,7 @@ def restore(
     for path, ref_path, output in zip(sources, references, outputs, strict=True):
         source = open_source(path)
         try:
-            image, affine = _restore_volume(model, config, source, ref_path, degrade, target_device)
+            image, affine = _restore_volume(model, config, source, ref_path, degrade, target_device, precision)
         finally:
             if isinstance(source.volume, FastMRIFile):
                 source.volume.close()
