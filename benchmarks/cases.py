@@ -178,6 +178,7 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
     Variant("fp32", exact=True),
     Variant("bf16", autocast=True),
     Variant("channels-last", channels_last=True),
+    Variant("bf16+channels-last", autocast=True, channels_last=True),
     Variant("compile", compile=True),
     Variant("window4", overrides={"search_window": 4}),
     Variant("window8", overrides={"search_window": 8}),

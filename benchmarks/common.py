@@ -88,7 +88,9 @@ def measure(
             reported separately as ``warmup_peak_gib``); otherwise the peak covers warm-up and timed calls.
 
     Returns:
-        ``times_s``, ``median_s``, ``min_s``, ``warmup_s`` (list), ``baseline_gib`` (RSS before the first call),
+        ``times_s``, ``median_s``, ``min_s``, ``cpu_median_s`` (median process CPU time of a call, all threads:
+        less sensitive than wall time to other jobs on the machine), ``warmup_s`` (list), ``baseline_gib`` (RSS
+        before the first call),
         ``peak_gib`` (peak RSS over the measured calls), ``delta_gib = peak − baseline``, ``warmup_peak_gib``,
         ``setup_peak_gib`` (peak before the first call: imports, model construction, inputs) and
         ``peak_reset`` (whether the peak could be reset; if not, peaks include the setup).
@@ -104,16 +106,18 @@ def measure(
     warmup_peak = peak_gib()
     if reset_after_warmup:
         reset_peak()
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         call()
         times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
     peak = peak_gib()
     return {
         "times_s": times,
         "median_s": statistics.median(times) if times else None,
         "min_s": min(times) if times else None,
+        "cpu_median_s": statistics.median(cpu) if cpu else None,
         "warmup_s": warm,
         "baseline_gib": baseline,
         "peak_gib": peak,

@@ -1,7 +1,8 @@
 """Section ``flops``: floating-point operations of one forward pass, counted with ``torch.utils.flop_counter``.
 
 ``FlopCounterMode`` counts matrix products and convolutions (``mm``, ``bmm``, ``addmm``, ``baddbmm``,
-``convolution`` and their backward, scaled dot-product attention) as ``2 × multiply-adds``; it does not count
+``convolution`` and their backward, scaled dot-product attention) as ``2 × multiply-adds`` — plus oneDNN's
+``mkldnn_linear``, registered here, which the exact relevance search uses for its fp32 GEMMs; it does not count
 FFTs, softmax, normalisation, interpolation or elementwise work, so the totals are the GEMM/conv work only,
 which is what the GEMM and convolution ceilings measure too. One count per case and search setting (exact,
 ``search_window`` 4, 8): the dtype, memory format and compilation do not change the count.
@@ -13,6 +14,25 @@ from typing import Any
 
 __all__ = ["count_flops", "flops_worker", "module_shares"]
 
+_registered: list[bool] = []
+
+
+def _register_mkldnn_linear() -> None:
+    """Teach ``FlopCounterMode`` oneDNN's inner product ``(n, D) × (m, D)ᵀ``: ``2·n·m·D`` (once per process)."""
+    if _registered:
+        return
+    import torch
+    from torch.utils.flop_counter import register_flop_formula
+
+    @register_flop_formula(torch.ops.aten.mkldnn_linear)
+    def _mkldnn_linear_flop(input_shape: Any, weight_shape: Any, *args: Any, **kwargs: Any) -> int:
+        rows = 1
+        for size in input_shape[:-1]:
+            rows *= size
+        return 2 * rows * weight_shape[0] * input_shape[-1]
+
+    _registered.append(True)
+
 
 def count_flops(call: Any) -> tuple[int, dict[str, int]]:
     """Run ``call()`` under ``FlopCounterMode``: total FLOPs and ``{module path: FLOPs}`` (root and all modules).
@@ -21,6 +41,7 @@ def count_flops(call: Any) -> tuple[int, dict[str, int]]:
     """
     from torch.utils.flop_counter import FlopCounterMode
 
+    _register_mkldnn_linear()
     with FlopCounterMode(display=False) as counter:
         call()
     per_module = {name: int(sum(ops.values())) for name, ops in counter.get_flop_counts().items() if name != "Global"}

@@ -74,7 +74,7 @@ def _targets(checks: list[dict[str, Any]]) -> list[str]:
 
 
 def _forward(rows: list[dict[str, Any]], checks: list[dict[str, Any]]) -> list[str]:
-    header = ["case", "variant", "params (M)", "median (s)", "min (s)", "peak (GiB)", "Δ (GiB)", "GFLOP",
+    header = ["case", "variant", "params (M)", "median (s)", "min (s)", "CPU (s)", "peak (GiB)", "Δ (GiB)", "GFLOP",
               "GFLOP/s", "% fp32 GEMM", "% bf16 GEMM", "% conv", "ref (s)", "ref (GiB)", "time ratio", "mem ratio",
               "targets", "notes"]
     by_subject: dict[str, list[str]] = {}
@@ -92,7 +92,8 @@ def _forward(rows: list[dict[str, Any]], checks: list[dict[str, Any]]) -> list[s
             notes.append(f"{r['deq_iterations']} DEQ iterations")
         table.append([
             r["case"], r["variant"], _n(r["parameters"], ".2f", 1e-6), _n(r["median_s"], ".3f"), _n(r["min_s"], ".3f"),
-            _n(r["peak_gib"]), _n(r["delta_gib"]), _n(r.get("gflop"), ".1f"), _n(r.get("gflops"), ".0f"),
+            _n(r.get("cpu_median_s"), ".2f"), _n(r["peak_gib"]), _n(r["delta_gib"]), _n(r.get("gflop"), ".1f"),
+            _n(r.get("gflops"), ".0f"),
             _pct(r.get("gemm_fp32_fraction")), _pct(r.get("gemm_bf16_fraction")), _pct(r.get("conv_fraction")),
             _n(r.get("ref_s"), ".1f"), _n(r.get("ref_gib")), _n(r.get("time_ratio")), _n(r.get("memory_ratio")),
             ", ".join(by_subject.get(f"{r['case']} [{r['variant']}]", [])) or "–", "; ".join(notes) or "–",

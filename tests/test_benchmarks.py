@@ -131,3 +131,14 @@ def test_channels_last_keeps_5d_weights_and_outputs() -> None:
     assert any(p.ndim == 5 for p in model.parameters())
     torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5)
     assert VARIANTS["channels-last"].applies("minet") and not VARIANTS["window4"].applies("minet")
+
+
+def test_flop_count_includes_the_onednn_search_gemm() -> None:
+    """The exact relevance search multiplies through oneDNN's inner product: counted as 2·Nq·Nk·D."""
+    from accelmri.models.blocks.correspondence import relevance_search
+    from benchmarks.flops import count_flops
+
+    query, key = torch.randn(1, 8, 16, 16), torch.randn(1, 8, 16, 16)
+    with torch.no_grad():
+        total, _ = count_flops(lambda: relevance_search(query, key))
+    assert total == 2 * 256 * 256 * 8 * 9
