@@ -59,7 +59,7 @@ def relevance_search(
     block_size: int = 512,
     window: int | None = None,
     dtype: torch.dtype | None = None,
-    query_block: int = 8192,
+    query_block: int = 4096,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Max and argmax of the patch relevance of every query position over all key positions.
 
