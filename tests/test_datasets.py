@@ -12,6 +12,7 @@ from accelmri.data.errors import DataError
 from accelmri.data.phantom import shepp_logan
 from accelmri.data.sample import collate
 from accelmri.data.volume import ImageVolume, KspaceVolume
+from accelmri.models.baselines.interpolation import bicubic_upsample
 from accelmri.physics.coils import rss, sense_expand
 from accelmri.physics.degrade import Acquisition
 from accelmri.physics.fft import fft2c, ifft2c
@@ -141,3 +142,96 @@ def test_non_finite_slice_is_reported() -> None:
     dataset[0]
     with pytest.raises(DataError, match=r"broken\.h5: slice 2 contains NaN"):
         dataset[2]
+
+
+# ------------------------------------------------------------------------------------------- random patches
+
+
+def image_volume(shape: tuple[int, int], slices: int = 2, name: str = "t2.nii.gz") -> SliceSource:
+    """A magnitude volume of Shepp–Logan slices with fine random texture (so misaligned crops differ)."""
+    generator = torch.Generator().manual_seed(7)
+    data = [shepp_logan(shape).abs() * (1 + 0.2 * torch.rand(shape, generator=generator)) for _ in range(slices)]
+    return SliceSource(ImageVolume(data=torch.stack(data).numpy(), affine=np.eye(4), path=Path(name)),
+                       subject="sub-01", contrast="T2")
+
+
+@pytest.mark.parametrize(
+    ("shape", "patch", "scale"),
+    [((64, 64), (32, 32), 2), ((64, 64), (32, 16), 4), ((66, 64), (32, 30), 2)],
+    ids=["2x", "4x", "odd-lr-and-odd-patch"],
+)
+def test_patches_are_aligned_crops_of_the_whole_slice(shape: tuple[int, int], patch: tuple[int, int],
+                                                      scale: int) -> None:
+    target, reference = image_volume(shape), image_volume(shape, name="flair.nii.gz")
+    acquisition = Acquisition(scale=scale, noise_std=0.01, seed=None)
+    kwargs = {"task": "super_resolution", "acquisition": acquisition, "references": [reference]}
+    whole = SliceDataset([target], **kwargs)[1]
+    patched = SliceDataset([target], patch_size=patch, **kwargs)
+    lr_h, lr_w = patch[0] // scale, patch[1] // scale
+    for _ in range(4):
+        sample = patched[1]
+        assert sample.target.shape == sample.reference.shape == (1, *patch)
+        assert sample.lr_input.shape == sample.lr_target.shape == sample.mask.shape == (1, lr_h, lr_w)
+        assert sample.kspace.shape == (1, lr_h, lr_w) and sample.kspace.dtype == torch.complex64
+        (y0, x0), (hr_y0, hr_x0) = sample.meta["lr_offset"], sample.meta["hr_offset"]
+        # The LR patch is the same region of the whole slice's LR image (degraded first, then cut: the validation
+        # seed of the slice gives the same noise), the HR fields the aligned region of the whole HR images.
+        assert torch.equal(sample.lr_input, whole.lr_input[..., y0 : y0 + lr_h, x0 : x0 + lr_w])
+        assert torch.equal(sample.lr_target, whole.lr_target[..., y0 : y0 + lr_h, x0 : x0 + lr_w])
+        assert torch.equal(sample.target, whole.target[..., hr_y0 : hr_y0 + patch[0], hr_x0 : hr_x0 + patch[1]])
+        assert torch.equal(sample.reference, whole.reference[..., hr_y0 : hr_y0 + patch[0], hr_x0 : hr_x0 + patch[1]])
+        # Whole-slice statistics, and a k-space consistent with the input (fully sampled patch).
+        assert sample.norm_std == whole.norm_std and sample.norm_mean == whole.norm_mean
+        assert torch.all(sample.mask == 1)
+        assert torch.allclose(ifft2c(sample.kspace)[0].abs(), sample.lr_input[0], atol=1e-5)
+        # On the truncation grid (independently of the offset formula): bicubic upsampling of the LR patch
+        # equals, away from the patch border, the same HR region of the bicubic upsampling of the whole LR image.
+        upsampled = bicubic_upsample(whole.lr_input[None], scale)[0, :, hr_y0 : hr_y0 + patch[0],
+                                                                 hr_x0 : hr_x0 + patch[1]]
+        m = 3 * scale
+        assert torch.allclose(bicubic_upsample(sample.lr_input[None], scale)[0, :, m:-m, m:-m],
+                              upsampled[:, m:-m, m:-m], atol=1e-5)
+
+
+def test_multicoil_patches_cut_coil_maps_and_kspace() -> None:
+    source = multicoil_source(slices=1)
+    acquisition = Acquisition(scale=2)
+    whole = SliceDataset([source], "super_resolution", acquisition, sens_maps="espirit")[0]
+    sample = SliceDataset([source], "super_resolution", acquisition, sens_maps="espirit", patch_size=(32, 32))[0]
+    y0, x0 = sample.meta["lr_offset"]
+    assert sample.kspace.shape == sample.sens_maps.shape == (4, 16, 16)
+    assert torch.equal(sample.sens_maps, whole.sens_maps[..., y0 : y0 + 16, x0 : x0 + 16])
+    coil_images = ifft2c(whole.kspace)[..., y0 : y0 + 16, x0 : x0 + 16]
+    assert torch.allclose(ifft2c(sample.kspace), coil_images, atol=1e-5)
+    assert torch.allclose(rss(ifft2c(sample.kspace)), sample.lr_input[0], atol=1e-5)
+
+
+def test_patch_offsets_follow_torch_seed() -> None:
+    dataset = SliceDataset([image_volume((64, 64))], "super_resolution", Acquisition(scale=2, seed=None),
+                           train=True, patch_size=(16, 16))
+    offsets = {}
+    for seed in range(6):
+        torch.manual_seed(seed)
+        first = dataset[0]
+        torch.manual_seed(seed)
+        again = dataset[0]
+        assert first.meta["lr_offset"] == again.meta["lr_offset"]
+        assert torch.equal(first.target, again.target) and torch.equal(first.lr_input, again.lr_input)
+        offsets[seed] = first.meta["lr_offset"]
+    assert len(set(offsets.values())) > 1  # 625 possible offsets: six seeds do not all draw the same one
+
+
+def test_patch_size_errors() -> None:
+    source = image_volume((64, 64))
+    sr = Acquisition(scale=2)
+    with pytest.raises(ValueError, match="divisible by the scale 2"):
+        SliceDataset([source], "super_resolution", sr, patch_size=(33, 32))
+    with pytest.raises(ValueError, match="positive"):
+        SliceDataset([source], "super_resolution", sr, patch_size=(0, 32))
+    with pytest.raises(ValueError, match="super_resolution' only"):
+        SliceDataset([source], "joint", JOINT, patch_size=(32, 32))
+    with pytest.raises(ValueError, match="larger than the crop"):
+        SliceDataset([source], "super_resolution", sr, crop=(32, 32), patch_size=(48, 32))
+    too_large = SliceDataset([source], "super_resolution", sr, patch_size=(80, 32))
+    with pytest.raises(DataError, match=r"t2\.nii\.gz: patch_size \(80, 32\) is larger than the slice \(64, 64\)"):
+        too_large[0]

@@ -129,6 +129,12 @@ def test_overrides_set_typed_values_and_new_keys(tmp_path: Path) -> None:
         (["data.source.kind=zip"], "data.source.kind", "digital_brain, files"),
         (["no_equals_sign"], "no_equals_sign", "KEY.SUB=VALUE"),
         (["model.name.sub=1"], "model.name.sub", "not a mapping"),
+        (["data.patch_size=[33, 32]"], "data.patch_size", "divisible by the scale 2"),
+        (["data.patch_size=[0, 32]"], "data.patch_size", "must be positive"),
+        (["data.patch_size=[128, 32]"], "data.patch_size", "larger than the image size [64, 64] (data.source.size)"),
+        (["data.crop=[32, 32]", "data.patch_size=[48, 32]"], "data.patch_size", "larger than the image size [32, 32]"),
+        (["data.task=joint", "data.acquisition.acceleration=2", "data.patch_size=[32, 32]"], "data.patch_size",
+         "super_resolution only"),
     ],
 )
 def test_config_errors_name_file_and_key(overrides: list[str], key: str, words: str) -> None:

@@ -21,6 +21,13 @@ slice, on the target grid.
 Masks: training draws a fresh mask per call (seeded from torch's RNG, so ``torch.manual_seed`` and the
 DataLoader worker seeding make runs reproducible); validation and test masks are fixed per slice, seeded
 from the file name and slice index (design/data.md).
+
+Random patches (``patch_size``, super-resolution training, like BasicSR's ``gt_size``): the whole
+slice is degraded first and the patch is cut afterwards, at a random offset drawn from torch's RNG. Cropping after
+the degradation keeps the LR patch the true k-space-truncation LR image of the slice (truncating the k-space of
+a cropped HR patch would treat the patch as periodic and add wrap-around ringing at its edges that no scan has),
+and the normalisation statistics stay those of the whole slice, so training on patches and inference on whole
+slices see the same intensity scale.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from __future__ import annotations
 import zlib
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -156,6 +163,50 @@ def _crop_center(x: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
     return x[..., top : top + ch, left : left + cw]
 
 
+def _centre_shift(size: int, scale: int) -> int:
+    """HR index of LR pixel 0 on the truncation grid of an LR axis of ``size`` pixels: ``(s·n)//2 − s·(n//2)``.
+
+    :func:`~accelmri.physics.degrade.lowres` keeps the DC-centred block, so LR pixel ``i`` sits at HR pixel
+    ``(i − n//2)·s + (s·n)//2 = s·i + shift``; the shift is 0 for even ``n`` and ``s//2`` for odd ``n``.
+    """
+    return (scale * size) // 2 - scale * (size // 2)
+
+
+def _patch_offset(size: int, patch: int, scale: int) -> tuple[int, int]:
+    """Random offsets ``(LR, HR)`` of a patch along one axis, drawn with torch's RNG.
+
+    Args:
+        size: LR size ``n`` of the axis (the HR size is ``s·n``).
+        patch: LR patch size ``m ≤ n``.
+        scale: SR scale ``s``.
+
+    Returns:
+        ``(y0, Y0)``: LR pixels ``y0 … y0+m−1`` and HR pixels ``Y0 … Y0+s·m−1``, with ``Y0 = s·y0 + shift(n) −
+        shift(m)`` so that the patches are on each other's truncation grid (LR patch pixel ``i`` at HR patch pixel
+        ``s·i + shift(m)``, as for a whole slice). ``y0`` is limited to offsets that keep the HR patch inside the
+        slice (one position fewer when ``n`` and ``m`` differ in parity).
+    """
+    shift = _centre_shift(size, scale) - _centre_shift(patch, scale)
+    low, high = int(shift < 0), size - patch - int(shift > 0)
+    y0 = int(torch.randint(low, high + 1, ()))
+    return y0, scale * y0 + shift
+
+
+def _check_patch(patch_size: tuple[int, int], task: str, scale: int, crop: tuple[int, int] | None) -> None:
+    """Refuse a ``patch_size`` :class:`SliceDataset` cannot cut (see its docstring).
+
+    Raises:
+        ValueError: naming the problem.
+    """
+    if task != "super_resolution":
+        raise ValueError(f"patch_size is for task 'super_resolution' only (the joint and reconstruction models need "
+                         f"the k-space of the whole slice), got task {task!r}")
+    if min(patch_size) < 1 or patch_size[0] % scale or patch_size[1] % scale:
+        raise ValueError(f"patch_size {patch_size} must be positive and divisible by the scale {scale}")
+    if crop is not None and (patch_size[0] > crop[0] or patch_size[1] > crop[1]):
+        raise ValueError(f"patch_size {patch_size} is larger than the crop {crop}")
+
+
 def _slice_seed(path: Path, index: int) -> int:
     """Deterministic per-slice seed from the file name and slice index (validation/test masks)."""
     return zlib.crc32(f"{path.name}:{index}".encode())
@@ -174,6 +225,19 @@ class SliceDataset(Dataset[Sample]):
         train: training draws a random mask per call; otherwise masks are fixed per slice.
         crop: optional centre crop ``(H, W)`` of the complex HR image before degradation (the MINet/fastMRI
             recipe crops to 320²). ``H`` and ``W`` must be divisible by the scale.
+        patch_size: optional random HR patch ``(P, Q)`` per sample, task ``super_resolution`` only (training;
+            validation and test score whole slices). Both divisible by the scale ``s``, at most the (cropped)
+            slice. The whole slice is degraded and normalised first; then an LR offset ``(y0, x0)`` is drawn with
+            torch's RNG (after the training mask seed, so seeded runs stay reproducible) and the LR fields
+            (``lr_input``, ``lr_target``, ``sens_maps``) are cut to ``(P/s, Q/s)`` at ``(y0, x0)``, the HR fields
+            (``target``, ``reference``) to ``(P, Q)`` at the aligned offset ``(Y0, X0) = (s·y0, s·x0)`` — LR pixel
+            ``i`` lies at HR pixel ``s·i`` on the truncation grid when the LR sizes of slice and patch are even;
+            when their parities differ along an axis, the HR offset moves by ``±(s//2)`` to keep the patches on
+            each other's truncation grid. ``kspace`` becomes the DFT ``fft2c`` of the cut LR coil images, with a
+            full ``mask``: the fully sampled k-space of the patch (super-resolution acquires every LR sample),
+            consistent with ``lr_input`` for models that read ``kspace`` (``sinc``, MINet with
+            ``in_channels=2``). ``norm_mean`` and ``norm_std`` remain the whole slice's. ``meta`` gains
+            ``lr_offset = (y0, x0)`` and ``hr_offset = (Y0, X0)``.
         sens_maps: ``"espirit"`` to estimate coil maps on the LR grid from the fully sampled calibration
             region (cached per slice; the calibration region is fully sampled in every mask, so the maps do
             not depend on the random mask), or ``None``.
@@ -186,7 +250,9 @@ class SliceDataset(Dataset[Sample]):
 
     Raises:
         ValueError: bad task/acquisition combination, unequal numbers of targets and references, or a
-            reference volume whose slice grid differs from its target's.
+            ``patch_size`` that is not positive, not divisible by the scale, larger than ``crop`` or given for a
+            task other than ``super_resolution``. Reading a sample raises :class:`DataError` for a reference
+            whose slice grid differs from its target's, or a slice smaller than ``patch_size``.
     """
 
     def __init__(
@@ -197,6 +263,7 @@ class SliceDataset(Dataset[Sample]):
         references: Sequence[SliceSource] | None = None,
         train: bool = False,
         crop: tuple[int, int] | None = None,
+        patch_size: tuple[int, int] | None = None,
         sens_maps: Literal["espirit"] | None = None,
         normalization: Normalization = "scale",
         calib_width: int | None = None,
@@ -210,12 +277,15 @@ class SliceDataset(Dataset[Sample]):
             raise ValueError(f"normalization must be 'scale' or 'meanstd', got {normalization!r}")
         if crop is not None and (crop[0] % acquisition.scale or crop[1] % acquisition.scale):
             raise ValueError(f"crop {crop} is not divisible by the scale {acquisition.scale}")
+        if patch_size is not None:
+            _check_patch(patch_size, task, acquisition.scale, crop)
         self.targets = list(targets)
         self.references = list(references) if references is not None else None
         self.task = task
         self.acquisition = acquisition
         self.train = train
         self.crop = crop
+        self.patch_size = patch_size
         self.sens_maps = sens_maps
         self.normalization = normalization
         self.calib_width = calib_width
@@ -283,7 +353,7 @@ class SliceDataset(Dataset[Sample]):
                 )
             ref_mean, ref_std = self._statistics(ref_image)
             reference = self._normalize(ref_image, ref_mean, ref_std)
-        return Sample(
+        sample = Sample(
             target=self._normalize(target, mean, std),
             lr_input=self._normalize(lr_input, mean, std),
             lr_target=self._normalize(lr_target, mean, std),
@@ -301,4 +371,34 @@ class SliceDataset(Dataset[Sample]):
                 "acceleration": acquired.acceleration,
                 "scale": acquired.scale,
             },
+        )
+        return sample if self.patch_size is None else self._cut_patch(sample, self.patch_size, source.path)
+
+    def _cut_patch(self, sample: Sample, patch_size: tuple[int, int], path: Path) -> Sample:
+        """A random ``patch_size`` patch of a whole-slice sample (see the class docstring); statistics unchanged."""
+        scale = self.acquisition.scale
+        (height, width), (patch_h, patch_w) = sample.lr_input.shape[-2:], patch_size
+        if patch_h > scale * height or patch_w > scale * width:
+            raise DataError(path, f"patch_size {patch_size} is larger than the slice "
+                            f"{(scale * height, scale * width)}")
+        lr_h, lr_w = patch_h // scale, patch_w // scale
+        y0, hr_y0 = _patch_offset(height, lr_h, scale)
+        x0, hr_x0 = _patch_offset(width, lr_w, scale)
+
+        def lr(x: torch.Tensor) -> torch.Tensor:
+            return x[..., y0 : y0 + lr_h, x0 : x0 + lr_w]
+
+        def hr(x: torch.Tensor) -> torch.Tensor:
+            return x[..., hr_y0 : hr_y0 + patch_h, hr_x0 : hr_x0 + patch_w]
+
+        return replace(
+            sample,
+            target=hr(sample.target),
+            lr_input=lr(sample.lr_input),
+            lr_target=lr(sample.lr_target),
+            kspace=fft2c(lr(ifft2c(sample.kspace))),
+            mask=torch.ones_like(lr(sample.mask)),
+            reference=None if sample.reference is None else hr(sample.reference),
+            sens_maps=None if sample.sens_maps is None else lr(sample.sens_maps),
+            meta={**sample.meta, "lr_offset": (y0, x0), "hr_offset": (hr_y0, hr_x0)},
         )

@@ -9,8 +9,8 @@ Data sources (``data.source.kind``):
 * ``files``: a fastMRI pairing CSV (one for all splits, or one per split), an IXI folder, or explicit paths.
 
 Splits are made by subject (:func:`accelmri.data.splits.split_subjects`) or, for single-subject data, by slab
-(:func:`accelmri.data.splits.split_by_slab`). The training set draws fresh masks; validation and test masks are
-fixed per slice.
+(:func:`accelmri.data.splits.split_by_slab`). The training set draws fresh masks (and, with ``data.patch_size``,
+random patches); validation and test masks are fixed per slice and they see whole slices.
 """
 
 from __future__ import annotations
@@ -156,7 +156,8 @@ def _open(entry: _Entry, use_reference: bool) -> tuple[SliceSource, SliceSource 
 
 
 def build_dataset(config: DataConfig, split: str, source: str = "<config>") -> SliceDataset:
-    """The :class:`SliceDataset` of one split (``train`` draws random masks; ``val``/``test`` fixed ones).
+    """The :class:`SliceDataset` of one split (``train`` draws random masks and ``data.patch_size`` patches;
+    ``val``/``test`` have fixed masks and whole slices).
 
     Call :func:`prepare_data` first for a digital brain. The dataset may be empty (a zero split ratio, or a split
     without a CSV in ``data.source.csv``).
@@ -193,6 +194,7 @@ def build_dataset(config: DataConfig, split: str, source: str = "<config>") -> S
             references=references if references else None,
             train=split == "train",
             crop=config.crop,
+            patch_size=config.patch_size if split == "train" else None,
             sens_maps=config.sens_maps,
             normalization=config.normalization,
             slices=slices,

@@ -191,6 +191,9 @@ class DataConfig:
         acquisition: the degradation.
         split: the split.
         crop: centre crop ``[H, W]`` of the HR image before degradation, or ``None``.
+        patch_size: random HR training patches ``[P, Q]`` (task ``super_resolution`` only; divisible by the scale,
+            at most the image or crop size), cut after degradation with whole-slice normalisation; validation and
+            test score whole slices. ``None`` trains on whole slices.
         sens_maps: ``"espirit"`` to estimate coil maps (multi-coil data), or ``None``.
         normalization: ``"scale"`` or ``"meanstd"`` (:class:`~accelmri.data.datasets.SliceDataset`).
         batch_size: training slices per batch and per process.
@@ -203,6 +206,7 @@ class DataConfig:
     acquisition: AcquisitionConfig = field(default_factory=AcquisitionConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     crop: tuple[int, int] | None = None
+    patch_size: tuple[int, int] | None = None
     sens_maps: Literal["espirit"] | None = None
     normalization: Literal["scale", "meanstd"] = "scale"
     batch_size: int = 1
@@ -616,6 +620,8 @@ def _check_data(data: DataConfig, source: str) -> None:
     scale = acquisition.scale
     if data.crop is not None and (min(data.crop) < 1 or data.crop[0] % scale or data.crop[1] % scale):
         raise ConfigError(source, "data.crop", f"{list(data.crop)} must be positive and divisible by the scale {scale}")
+    if data.patch_size is not None:
+        _check_patch_size(data, data.patch_size, scale, source)
     if not sum(data.split.ratios) > 0 or min(data.split.ratios) < 0:
         raise ConfigError(source, "data.split.ratios", f"must be >= 0 and not all 0, got {list(data.split.ratios)}")
     for name in ("batch_size", "val_batch_size"):
@@ -628,6 +634,23 @@ def _check_data(data: DataConfig, source: str) -> None:
         _check_digital_brain(data.source, data.crop, scale, source)
     else:
         _check_files(data.source, source)
+
+
+def _check_patch_size(data: DataConfig, patch: tuple[int, int], scale: int, source: str) -> None:
+    key = "data.patch_size"
+    if data.task != "super_resolution":
+        raise ConfigError(source, key, f"random patches are for task super_resolution only, got task {data.task} "
+                          "(its models need the k-space of the whole slice); remove data.patch_size")
+    if min(patch) < 1 or patch[0] % scale or patch[1] % scale:
+        raise ConfigError(source, key, f"{list(patch)} must be positive and divisible by the scale {scale}")
+    if data.crop is not None:
+        size, where = data.crop, "data.crop"
+    elif isinstance(data.source, DigitalBrainSource):
+        size, where = (data.source.size, data.source.size), "data.source.size"
+    else:
+        return  # files: checked against every slice when it is read
+    if patch[0] > size[0] or patch[1] > size[1]:
+        raise ConfigError(source, key, f"{list(patch)} is larger than the image size {list(size)} ({where})")
 
 
 def _check_digital_brain(brain: DigitalBrainSource, crop: tuple[int, int] | None, scale: int, source: str) -> None:
