@@ -30,6 +30,17 @@ def fail(err: Exception) -> typer.Exit:
     return typer.Exit(code=2 if isinstance(err, DataError) else 1)
 
 
+#: The inference fast-path options shared by ``evaluate`` and ``restore``.
+PrecisionOption = Annotated[
+    str | None,
+    typer.Option(help="Forward-pass autocast: 32-true, bf16-mixed or 16-mixed (default: the checkpoint's "
+                 "trainer.precision); bf16 accuracy in docs/performance.md."),
+]
+ChannelsLastOption = Annotated[
+    bool, typer.Option(help="Run convolutions channels-last (NHWC), a CPU fast path (docs/performance.md).")
+]
+
+
 def _precision(value: str | None) -> Precision | None:
     """A ``--precision`` value, checked.
 
@@ -178,14 +189,8 @@ def evaluate(
         Path | None,
         typer.Option(help="LPIPS v0.1 linear weights (lpips/weights/v0.1/alex.pth); needs --lpips-backbone."),
     ] = None,
-    precision: Annotated[
-        str | None,
-        typer.Option(help="Forward-pass autocast: 32-true, bf16-mixed or 16-mixed (default: the checkpoint's "
-                     "trainer.precision); bf16 accuracy in docs/performance.md."),
-    ] = None,
-    channels_last: Annotated[
-        bool, typer.Option(help="Run convolutions channels-last (NHWC), a CPU fast path (docs/performance.md).")
-    ] = False,
+    precision: PrecisionOption = None,
+    channels_last: ChannelsLastOption = False,
 ) -> None:
     """Per-volume PSNR/SSIM/NMSE (and LPIPS, given its weights) of checkpoints, mean ± std, paired t-tests."""
     from accelmri.engine.evaluate import evaluate as run_evaluation
@@ -234,14 +239,8 @@ def restore(
     ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs (never an input).")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")] = "auto",
-    precision: Annotated[
-        str | None,
-        typer.Option(help="Forward-pass autocast: 32-true, bf16-mixed or 16-mixed (default: the checkpoint's "
-                     "trainer.precision); bf16 accuracy in docs/performance.md."),
-    ] = None,
-    channels_last: Annotated[
-        bool, typer.Option(help="Run convolutions channels-last (NHWC), a CPU fast path (docs/performance.md).")
-    ] = False,
+    precision: PrecisionOption = None,
+    channels_last: ChannelsLastOption = False,
 ) -> None:
     """Apply a trained model to your files; outputs keep the geometry (voxel size divided by the scale)."""
     from accelmri.engine.restore import restore as run_restore
