@@ -22,10 +22,11 @@ from scipy import stats
 from accelmri.data.datasets import open_source
 from accelmri.data.errors import DataError
 from accelmri.data.readers import read_dicom_series, read_nifti, write_fastmri, write_ismrmrd_kspace, write_nifti
-from accelmri.engine.build import build_model
+from accelmri.engine.build import build_dataset, build_model
 from accelmri.engine.checkpoint import rng_state, save_checkpoint
 from accelmri.engine.config import parse_config
 from accelmri.engine.restore import _acquired_sample, restore, restored_affine
+from accelmri.engine.trainer import train
 from accelmri.metrics import evaluate_volume
 from accelmri.physics.degrade import lowres
 from accelmri.physics.fft import fft2c, ifft2c
@@ -273,16 +274,21 @@ def test_refusals(checkpoints: dict[str, Path], tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------------ real data
 
 
+def _tcga_slab(folder: Path, first: int = 11, count: int = 4) -> tuple[Path, np.ndarray, np.ndarray]:
+    """``count`` TCGA T2 slices from ``first`` as a NIfTI with the slab's affine; returns (file, data, affine)."""
+    t2 = read_nifti(next(TCGA.glob("*_t2.nii.gz")))
+    affine = t2.affine.copy()
+    affine[:3, 3] += first * affine[:3, 2]
+    original = t2.data[first : first + count]
+    return write_nifti(folder / "t2_slab.nii.gz", original, affine), original, affine
+
+
 def test_tcga_t2_with_flair_reference(checkpoints: dict[str, Path], tmp_path: Path) -> None:
     if not TCGA.is_dir():
         pytest.skip(f"{TCGA} not found: the real-data test needs ../shared/data beside the repository")
-    t2 = read_nifti(next(TCGA.glob("*_t2.nii.gz")))
     flair = next(TCGA.glob("*_flair.nii.gz"))  # 208 × 256 on a shifted grid: resampled onto the target grid
     first = 11
-    affine = t2.affine.copy()
-    affine[:3, 3] += first * affine[:3, 2]
-    slab = write_nifti(tmp_path / "t2_slab.nii.gz", t2.data[first : first + 4], affine)
-    original = t2.data[first : first + 4]
+    slab, original, affine = _tcga_slab(tmp_path, first)
 
     degraded = {}
     for name in ("sinc", "bicubic", "fusion"):
@@ -303,6 +309,50 @@ def test_tcga_t2_with_flair_reference(checkpoints: dict[str, Path], tmp_path: Pa
     assert all(math.isfinite(v) for v in (*degraded.values(), acquired_psnr))
     assert degraded["sinc"] >= degraded["bicubic"] - 0.5
     assert abs(acquired_psnr - degraded["sinc"]) < 1.0  # the magnitude of the LR image loses only its phase
+
+
+def test_tcga_restore_with_a_flair_guided_minet_trained_by_the_engine(checkpoints: dict[str, Path],
+                                                                      tmp_path: Path) -> None:
+    """The README's real-scan path end to end: a reference-guided model trained by the engine on the digital brain
+    at the real pixel size (T2 target, FLAIR reference, 256², random 64² patches) restores a degraded TCGA T2 slab
+    with the real FLAIR as reference."""
+    if not TCGA.is_dir():
+        pytest.skip(f"{TCGA} not found: the real-data test needs ../shared/data beside the repository")
+    brain = {"kind": "digital_brain", "contrasts": ["T2"], "reference": "FLAIR", "coils": 1, "subjects": 3,
+             "size": 256, "slices": 2, "noise_std": 0.005, "seed": 0, "dir": str(tmp_path / "brain")}
+    raw = {"name": "ci_minet_flair",
+           "data": {"source": brain, "task": "super_resolution", "acquisition": {"scale": 2},
+                    "split": {"ratios": [2, 1, 0]}, "patch_size": [64, 64], "batch_size": 4},
+           "model": {"name": "minet", "scale": 2, "channels": 8, "n_groups": 1, "n_blocks": 1, "reduction": 4},
+           "loss": {"preset": "minet"}, "optimizer": {"name": "adam", "lr": 2e-3},
+           "trainer": {"max_steps": 200, "val_every_epochs": 0, "grad_clip": 1.0, "seed": 0,
+                       "out_dir": str(tmp_path / "run"), "progress_bar": False, "accelerator": "cpu"}}
+    config = parse_config(raw)
+    result = train(config)
+    # Training saw 64² patches of the 256² slices; validation whole slices.
+    assert build_dataset(config.data, "train")[0].target.shape == (1, 64, 64)
+    assert build_dataset(config.data, "val")[0].target.shape == (1, 256, 256)
+
+    slab, original, affine = _tcga_slab(tmp_path)
+    flair = next(TCGA.glob("*_flair.nii.gz"))
+    (written,) = restore(result.last, [slab], tmp_path / "minet.nii.gz", reference=flair, degrade=True)
+    restored = read_nifti(written)
+    assert restored.data.shape == original.shape
+    np.testing.assert_allclose(restored.affine, affine)
+    minet = evaluate_volume(original, restored.data)
+    (written,) = restore(checkpoints["bicubic"], [slab], tmp_path / "bicubic.nii.gz", degrade=True)
+    bicubic = evaluate_volume(original, read_nifti(written).data)
+    print(f"TCGA T2 slab, 2x: bicubic {bicubic['psnr']:.2f} dB / SSIM {bicubic['ssim']:.4f}, MINet (200 steps, "
+          f"FLAIR reference) {minet['psnr']:.2f} dB / {minet['ssim']:.4f}")
+    assert math.isfinite(minet["psnr"])
+    # Measured (2 CPU threads): bicubic 34.53 dB / SSIM 0.947, this MINet 33.26 dB / 0.924 — 200 steps cannot be
+    # asserted to beat bicubic. The floors fail for an output scale off by 10 % (31.45 dB) and for a reference whose
+    # content does not reach the model: a constant reference gives SSIM 0.831, uniform noise 31.43 dB / 0.721.
+    # They cannot catch a misaligned reference: shifting the FLAIR by 4–16 rows or flipping it changes this
+    # short-trained model's output by < 0.1 dB and < 0.02 SSIM (the FLAIR's placement on the T2 grid is tested in
+    # tests/test_pairing.py).
+    assert minet["psnr"] > bicubic["psnr"] - 2.5
+    assert minet["ssim"] > 0.89
 
 
 # ---------------------------------------------------------------------------------------------------- report

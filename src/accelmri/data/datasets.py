@@ -225,19 +225,19 @@ class SliceDataset(Dataset[Sample]):
         train: training draws a random mask per call; otherwise masks are fixed per slice.
         crop: optional centre crop ``(H, W)`` of the complex HR image before degradation (the MINet/fastMRI
             recipe crops to 320²). ``H`` and ``W`` must be divisible by the scale.
-        patch_size: optional random HR patch ``(P, Q)`` per sample, task ``super_resolution`` only (training;
-            validation and test score whole slices). Both divisible by the scale ``s``, at most the (cropped)
-            slice. The whole slice is degraded and normalised first; then an LR offset ``(y0, x0)`` is drawn with
-            torch's RNG (after the training mask seed, so seeded runs stay reproducible) and the LR fields
-            (``lr_input``, ``lr_target``, ``sens_maps``) are cut to ``(P/s, Q/s)`` at ``(y0, x0)``, the HR fields
-            (``target``, ``reference``) to ``(P, Q)`` at the aligned offset ``(Y0, X0) = (s·y0, s·x0)`` — LR pixel
-            ``i`` lies at HR pixel ``s·i`` on the truncation grid when the LR sizes of slice and patch are even;
-            when their parities differ along an axis, the HR offset moves by ``±(s//2)`` to keep the patches on
-            each other's truncation grid. ``kspace`` becomes the DFT ``fft2c`` of the cut LR coil images, with a
-            full ``mask``: the fully sampled k-space of the patch (super-resolution acquires every LR sample),
-            consistent with ``lr_input`` for models that read ``kspace`` (``sinc``, MINet with
-            ``in_channels=2``). ``norm_mean`` and ``norm_std`` remain the whole slice's. ``meta`` gains
-            ``lr_offset = (y0, x0)`` and ``hr_offset = (Y0, X0)``.
+        patch_size: optional random HR patch ``(P, Q)`` per sample, task ``super_resolution`` only (for training: the
+            engine gives it to the train split only, validation and test score whole slices). Both divisible by the
+            scale ``s``, at most the (cropped) slice. The whole slice is degraded and normalised first; then an LR
+            offset ``(y0, x0)`` is drawn with torch's RNG (after the training mask seed, so seeded runs stay
+            reproducible) and the LR fields (``lr_input``, ``lr_target``, ``sens_maps``) are cut to ``(P/s, Q/s)`` at
+            ``(y0, x0)``, the HR fields (``target``, ``reference``) to ``(P, Q)`` at the aligned offset ``(Y0, X0) =
+            (s·y0, s·x0)`` — LR pixel ``i`` lies at HR pixel ``s·i`` on the truncation grid when the LR sizes of slice
+            and patch are even; when their parities differ along an axis, the HR offset moves by ``±(s//2)`` to keep the
+            patches on each other's truncation grid. ``kspace`` becomes the DFT ``fft2c`` of the cut LR coil images,
+            with a full ``mask``: the fully sampled k-space of the patch (super-resolution acquires every LR sample),
+            consistent with ``lr_input`` for models that read ``kspace`` (``sinc``, MINet with ``in_channels=2``).
+            ``norm_mean`` and ``norm_std`` remain the whole slice's. ``meta`` gains ``lr_offset = (y0, x0)`` and
+            ``hr_offset = (Y0, X0)``.
         sens_maps: ``"espirit"`` to estimate coil maps on the LR grid from the fully sampled calibration
             region (cached per slice; the calibration region is fully sampled in every mask, so the maps do
             not depend on the random mask), or ``None``.
