@@ -188,15 +188,10 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
 
 
 def build_model(case: Case, overrides: dict[str, Any] | None = None) -> Any:
-    """The case's model (``accelmri.models.build``) with ``overrides``; ``search_dtype`` may be a dtype name."""
-    import torch
-
+    """The case's model (``accelmri.models.build``) with ``overrides`` (``search_dtype`` as a dtype name)."""
     from accelmri.models import build
 
-    config = {**case.config, **(overrides or {})}
-    if isinstance(config.get("search_dtype"), str):
-        config["search_dtype"] = getattr(torch, config["search_dtype"])
-    return build(case.model, **config)
+    return build(case.model, **{**case.config, **(overrides or {})})
 
 
 def make_batch(case: Case, batch: int | None = None) -> Any:

@@ -64,8 +64,6 @@ def fastpath_worker(checkpoint: str, variants: list[Any], split: str) -> dict[st
         network = model
         if variant.overrides:
             options = dict(variant.overrides)
-            if isinstance(options.get("search_dtype"), str):
-                options["search_dtype"] = getattr(torch, options["search_dtype"])
             model_config = dataclasses.replace(config.model, kwargs={**config.model.kwargs, **options})
             network = build_model(model_config, config.data.acquisition.scale, config.source).to(device)
             network.load_state_dict(model.state_dict())

@@ -312,3 +312,15 @@ def test_cli_with_both_lpips_files(weights: tuple[Path, Path], configs: list[Pat
     assert (out / "metrics.csv").read_text().splitlines()[0].endswith(",nmse,lpips")
     bad = runner.invoke(app, [*arguments[:-1], str(weights[0]), "--overwrite"])  # the backbone as linear file
     assert bad.exit_code == 2 and "lack the key 'lin0.model.1.weight'" in bad.output
+
+
+def test_cli_refuses_images_too_small_for_lpips_before_scoring(weights: tuple[Path, Path], configs: list[Path],
+                                                                tmp_path: Path) -> None:
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["evaluate", str(configs[0]), "--out", str(out), "--device", "cpu",
+                                 "--data", "crop=[16,16]",
+                                 "--lpips-backbone", str(weights[0]), "--lpips-linear", str(weights[1])])
+    assert result.exit_code == 2, result.output
+    assert "at least 31×31 pixels, the test split's are 16×16" in result.output
+    assert str(configs[0]) in result.output and result.output.count("\n") == 1
+    assert not out.exists()

@@ -130,6 +130,14 @@ def test_approximate_search_changes_the_output_only_slightly(
     assert 0 < relative_mean < mean_tolerance and relative_max < max_tolerance
 
 
+def test_search_dtype_by_name_for_yaml_configs() -> None:
+    model = T2Net(**TINY, search_dtype="bfloat16")  # type: ignore[arg-type]
+    assert model.transformers is not None
+    assert {t.search_dtype for t in model.transformers} == {torch.bfloat16}
+    with pytest.raises(ValueError, match="float13"):
+        T2Net(**TINY, search_dtype="float13")  # type: ignore[arg-type]
+
+
 def test_runs_under_cpu_bf16_autocast() -> None:
     batch = make_batch("joint", scale=2, acceleration=2, size=(16, 16))
     model = T2Net(**TINY).eval()

@@ -39,7 +39,7 @@ from accelmri.engine.build import build_dataset, build_model, check_compatible, 
 from accelmri.engine.checkpoint import load_checkpoint
 from accelmri.engine.config import ConfigError, ExperimentConfig, load_config, parse_config
 from accelmri.io import atomic_output
-from accelmri.lpips import LPIPS, lpips_volume
+from accelmri.lpips import LPIPS, LPIPS_MIN_SIZE, lpips_volume
 from accelmri.metrics import aggregate, evaluate_volume, paired_ttest
 from accelmri.models.base import set_channels_last
 
@@ -343,8 +343,8 @@ def evaluate(
 
     Raises:
         FileExistsError: an output file exists and ``overwrite`` is false (checked before any work).
-        ConfigError: bad overrides, an empty split, a trainable model given by a config, or an incompatible model.
-        ValueError: with ``lpips``, images smaller than 31×31 (:data:`accelmri.lpips.LPIPS_MIN_SIZE`).
+        ConfigError: bad overrides, an empty split, a trainable model given by a config, an incompatible model, or
+            (with ``lpips``) images smaller than 31×31 (:data:`accelmri.lpips.LPIPS_MIN_SIZE`), before any scoring.
         DataError: unreadable checkpoint or data files.
     """
     if not sources:
@@ -369,6 +369,10 @@ def evaluate(
         if len(dataset) == 0:
             raise ConfigError(config.source, "data.split", f"the {split} split is empty")
         check_compatible(model, config.model.name, dataset, config.source)
+        size = tuple(dataset[0].target.shape[-2:])
+        if lpips is not None and min(size) < LPIPS_MIN_SIZE:
+            raise ConfigError(config.source, "data", f"LPIPS (AlexNet) needs images of at least {LPIPS_MIN_SIZE}×"
+                              f"{LPIPS_MIN_SIZE} pixels, the {split} split's are {size[0]}×{size[1]}")
         scores = score_volumes(model, dataset, volume_slices(dataset),
                                batch_size=config.data.val_batch_size or config.data.batch_size,
                                num_workers=config.data.num_workers, device=target_device,

@@ -73,7 +73,7 @@ from torch import nn
 from accelmri.models.base import Prediction, check_batch, network_input
 from accelmri.models.baselines.interpolation import bicubic_upsample
 from accelmri.models.blocks.common import ResBlock, Upsampler, conv
-from accelmri.models.blocks.correspondence import relevance_search, transfer
+from accelmri.models.blocks.correspondence import parse_search_dtype, relevance_search, transfer
 from accelmri.models.blocks.vgg import VGG19Features
 from accelmri.models.registry import register
 from accelmri.physics.degrade import lowres
@@ -99,16 +99,6 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def _trunk(channels: int, n_blocks: int, res_scale: float) -> nn.Sequential:
     """``n_blocks`` EDSR ResBlocks and a conv (used with a long skip: ``x + trunk(x)``)."""
     return nn.Sequential(*[ResBlock(channels, res_scale) for _ in range(n_blocks)], conv(channels, channels))
-
-
-def _as_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
-    """``torch.bfloat16`` or its name ``"bfloat16"`` (YAML configs) → ``torch.dtype``."""
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    value = getattr(torch, dtype, None)
-    if not isinstance(value, torch.dtype):
-        raise ValueError(f"search_dtype: {dtype!r} is not a torch dtype")
-    return value
 
 
 @register("fasrnet")
@@ -174,7 +164,8 @@ class FASRNet(nn.Module):
         self.use_sa, self.use_ma = use_fa and use_sa, use_fa and use_ma
         self.use_chpf, self.use_fa = use_chpf, use_fa
         self.reference_downsampling = reference_downsampling
-        self.search = {"block_size": search_block_size, "window": search_window, "dtype": _as_dtype(search_dtype)}
+        self.search = {"block_size": search_block_size, "window": search_window,
+                       "dtype": parse_search_dtype(search_dtype)}
 
         self.backbone = backbone if backbone is not None else VGG19Features(weights=vgg_weights, trainable=True)
         level_channels = tuple(getattr(self.backbone, "out_channels", ()))

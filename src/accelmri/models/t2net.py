@@ -30,7 +30,7 @@ from torch import nn
 
 from accelmri.models.base import Prediction, check_batch, network_input
 from accelmri.models.blocks.common import ResBlock, Upsampler, conv
-from accelmri.models.blocks.correspondence import relevance_search, transfer
+from accelmri.models.blocks.correspondence import parse_search_dtype, relevance_search, transfer
 from accelmri.models.registry import register
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ class TaskTransformer(nn.Module):
         patch: patch side of the relevance embedding (odd).
         block_size: keys per block of the relevance search (memory only; the result is exact).
         window: restrict the search to keys within ``±window`` pixels of the query position (approximate).
-        search_dtype: dtype of the relevance correlation, e.g. ``torch.bfloat16`` (approximate).
+        search_dtype: dtype of the relevance correlation, e.g. ``torch.bfloat16`` or ``"bfloat16"`` (approximate).
     """
 
     def __init__(
@@ -71,7 +71,7 @@ class TaskTransformer(nn.Module):
         patch: int = 3,
         block_size: int = 512,
         window: int | None = None,
-        search_dtype: torch.dtype | None = None,
+        search_dtype: torch.dtype | str | None = None,
     ) -> None:
         super().__init__()
         if value not in ("paper", "refcode"):
@@ -81,7 +81,7 @@ class TaskTransformer(nn.Module):
         self.patch = patch
         self.block_size = block_size
         self.window = window
-        self.search_dtype = search_dtype
+        self.search_dtype = parse_search_dtype(search_dtype)
         self.fuse = nn.Conv2d(2 * channels, channels, kernel_size=1)
 
     def correspond(self, query: torch.Tensor, key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,7 +142,8 @@ class T2Net(nn.Module):
         use_rec_branch: ``False`` = ablation "w/o Rec" (Table 1): SR branch only, no Rec output, no transformer.
         use_task_transformer: ``False`` = ablation "w/o Htt" (Table 1): ``F_SR^i + F_Rec^i`` replaces ``H_tt``.
         search_window: local relevance search within ``±search_window`` LR pixels (approximate; ``None`` = exact).
-        search_dtype: relevance correlation dtype, e.g. ``torch.bfloat16`` (approximate; ``None`` = input dtype).
+        search_dtype: relevance correlation dtype, e.g. ``torch.bfloat16`` or ``"bfloat16"`` (YAML; approximate;
+            ``None`` = input dtype). A name that is no torch dtype raises ``ValueError``.
         block_size: keys per block of the relevance search (working memory only; exact for any value).
 
     Forward: ``batch.lr_input (B, 1, h, w)`` float32 → ``Prediction(image (B, 1, s·h, s·w),
@@ -161,7 +162,7 @@ class T2Net(nn.Module):
         use_rec_branch: bool = True,
         use_task_transformer: bool = True,
         search_window: int | None = None,
-        search_dtype: torch.dtype | None = None,
+        search_dtype: torch.dtype | str | None = None,
         block_size: int = 512,
     ) -> None:
         super().__init__()

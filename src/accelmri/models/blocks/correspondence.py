@@ -19,7 +19,23 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["relevance_search", "transfer", "unfold_patches"]
+__all__ = ["parse_search_dtype", "relevance_search", "transfer", "unfold_patches"]
+
+
+def parse_search_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """A model's ``search_dtype`` option as a ``torch.dtype``: ``torch.bfloat16`` or its name ``"bfloat16"``.
+
+    Names let YAML configs set the option. ``None`` stays ``None`` (the input's dtype, exact).
+
+    Raises:
+        ValueError: ``dtype`` names no torch dtype.
+    """
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    value = getattr(torch, dtype, None)
+    if not isinstance(value, torch.dtype):
+        raise ValueError(f"search_dtype: {dtype!r} is not a torch dtype")
+    return value
 
 
 def unfold_patches(x: torch.Tensor, patch: int = 3) -> torch.Tensor:
