@@ -2,7 +2,7 @@
 
 For every trained model of an ``accelmri demo`` output folder (``--checkpoints OUT``: ``OUT/runs/*/last.pt``) the
 test split of its own stored config is scored with the evaluation machinery
-(:func:`accelmri.engine.evaluate._load_method` and :func:`~accelmri.engine.evaluate.score_volumes`: whole volumes,
+(:func:`accelmri.engine.evaluate.load_method` and :func:`~accelmri.engine.evaluate.score_volumes`: whole volumes,
 fastMRI PSNR/SSIM in original units) once in exact fp32 and once per fast path: ``bf16`` autocast
 (``precision="bf16-mixed"``), and for models with a relevance search (constructor options ``search_window``,
 ``search_dtype``) the model rebuilt with those options and the same state dict. Reported: the mean over volumes
@@ -38,10 +38,10 @@ def fastpath_worker(checkpoint: str, variants: list[Any], split: str) -> dict[st
     import torch
 
     from accelmri.engine.build import build_dataset, build_model, check_compatible, prepare_data, volume_slices
-    from accelmri.engine.evaluate import _load_method, score_volumes
+    from accelmri.engine.evaluate import load_method, score_volumes
 
     device = torch.device("cpu")
-    config, model = _load_method(Path(checkpoint), (), device)
+    config, model = load_method(Path(checkpoint), (), device)
     prepare_data(config.data, config.source)
     dataset = build_dataset(config.data, split, config.source)
     check_compatible(model, config.model.name, dataset, config.source)

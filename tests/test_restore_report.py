@@ -17,13 +17,16 @@ import h5py
 import numpy as np
 import pytest
 import torch
+import yaml
 from scipy import stats
+from typer.testing import CliRunner
 
+from accelmri.cli import app
 from accelmri.data.datasets import open_source
 from accelmri.data.errors import DataError
 from accelmri.data.readers import read_dicom_series, read_nifti, write_fastmri, write_ismrmrd_kspace, write_nifti
 from accelmri.engine.build import build_dataset, build_model
-from accelmri.engine.checkpoint import rng_state, save_checkpoint
+from accelmri.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint
 from accelmri.engine.config import parse_config
 from accelmri.engine.restore import _acquired_sample, restore, restored_affine
 from accelmri.engine.trainer import train
@@ -34,6 +37,8 @@ from accelmri.report import EXAMPLES_FILE, load_examples, report, save_examples
 from accelmri.report.tables import read_evaluation, results_table, to_markdown
 from tests.conftest import SHARED_DATA
 from tests.dicom_utils import write_dicom_slice
+
+runner = CliRunner()
 
 TCGA = SHARED_DATA / "tcga_fg_6692"
 
@@ -269,6 +274,22 @@ def test_refusals(checkpoints: dict[str, Path], tmp_path: Path) -> None:
         restore(checkpoints["sinc"], [source], tmp_path / "out")
     assert restore(checkpoints["sinc"], [source], tmp_path / "out", overwrite=True)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["scan_restored.nii.gz"]  # no temporary files
+
+
+def test_a_baseline_config_restores_like_its_checkpoint(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    """``accelmri restore`` takes the YAML config of a parameter-free model (the demo's ``configs/sr2x_sinc.yaml``)."""
+    source = write_nifti(tmp_path / "scan.nii.gz", band_limited(2, 32, 40), AFFINE)
+    stored = load_checkpoint(checkpoints["sinc"])["config"]
+    config = tmp_path / "sinc.yaml"
+    config.write_text(yaml.safe_dump(stored))
+    (from_config,) = restore(config, [source], tmp_path / "config.nii.gz", degrade=True)
+    (from_checkpoint,) = restore(checkpoints["sinc"], [source], tmp_path / "checkpoint.nii.gz", degrade=True)
+    np.testing.assert_array_equal(read_nifti(from_config).data, read_nifti(from_checkpoint).data)
+    trainable = tmp_path / "edsr.yaml"
+    trainable.write_text(yaml.safe_dump(load_checkpoint(checkpoints["edsr"])["config"]))
+    result = runner.invoke(app, ["restore", str(trainable), str(source), "--out", str(tmp_path / "edsr.nii.gz")])
+    assert result.exit_code == 2 and "has trainable parameters: give a trained checkpoint" in result.output
+    assert not (tmp_path / "edsr.nii.gz").exists()
 
 
 # ------------------------------------------------------------------------------------------------ real data

@@ -228,7 +228,9 @@ def evaluate(
 
 @app.command()
 def restore(
-    checkpoint: Annotated[Path, typer.Argument(help="Trained checkpoint (last.pt / best.pt).")],
+    checkpoint: Annotated[Path, typer.Argument(
+        help="Trained checkpoint (last.pt / best.pt), or the YAML config of a parameter-free baseline (bicubic, sinc, "
+             "zero_filled).")],
     inputs: Annotated[list[Path], typer.Argument(help="NIfTI, DICOM folder, fastMRI/ISMRMRD .h5 or twix .dat.")],
     out: Annotated[Path, typer.Option(help="Output folder (or the output file for a single input).")],
     reference: Annotated[

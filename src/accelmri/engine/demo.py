@@ -36,7 +36,7 @@ import yaml
 from accelmri.data.sample import collate
 from accelmri.engine.build import build_dataset
 from accelmri.engine.config import parse_config
-from accelmri.engine.evaluate import _load_method, evaluate
+from accelmri.engine.evaluate import evaluate, load_method
 from accelmri.engine.trainer import train
 from accelmri.report import report
 from accelmri.report.figures import save_examples
@@ -148,7 +148,7 @@ def write_examples(sources: list[Path], names: list[str], path: Path, slices: in
     outputs: dict[str, torch.Tensor] = {}
     batch = None
     for source, name in zip(sources, names, strict=True):
-        config, model = _load_method(source, (), torch.device("cpu"))
+        config, model = load_method(source, (), torch.device("cpu"))
         if batch is None:
             dataset = build_dataset(config.data, "test", config.source)
             start = max(0, len(dataset) // 2 - slices // 2)

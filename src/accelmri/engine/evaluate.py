@@ -54,6 +54,7 @@ __all__ = [
     "VolumeScore",
     "autocast",
     "evaluate",
+    "load_method",
     "score_volumes",
 ]
 
@@ -228,21 +229,32 @@ def _method_name(path: Path, is_checkpoint: bool, taken: set[str]) -> str:
     return name
 
 
-def _load_method(path: Path, data_overrides: Sequence[str], device: torch.device) -> tuple[ExperimentConfig, nn.Module]:
-    """The config and the ready model of one checkpoint (``.pt``/``.ckpt``) or YAML config."""
+def load_method(path: Path, data_overrides: Sequence[str], device: torch.device) -> tuple[ExperimentConfig, nn.Module]:
+    """The config and the ready model (``eval()`` mode, on ``device``) of a checkpoint or a YAML config.
+
+    Args:
+        path: an accelmri checkpoint (``.pt``/``.ckpt``, read with ``weights_only=True``) or the YAML config of a
+            model without trainable parameters (``bicubic``, ``sinc``, ``zero_filled``, ``cg_sense``, ...).
+        data_overrides: ``KEY=VALUE`` overrides of the ``data`` section (``data.`` prefix optional).
+        device: where the model goes.
+
+    Raises:
+        ConfigError: a bad config or override, or a config of a model with trainable parameters.
+        DataError: an unreadable checkpoint.
+    """
     overrides = [item if item.startswith("data.") else f"data.{item}" for item in data_overrides]
     if path.suffix.lower() in (".yaml", ".yml"):
         config = load_config(path, overrides)
         model = build_model(config.model, config.data.acquisition.scale, config.source)
         if any(p.requires_grad for p in model.parameters()):
-            raise ConfigError(path, "model.name", f"{config.model.name} has trainable parameters: evaluate a "
-                              "trained checkpoint, not a config")
+            raise ConfigError(path, "model.name", f"{config.model.name} has trainable parameters: give a trained "
+                              "checkpoint, not a config")
     else:
         checkpoint = load_checkpoint(path)
         config = parse_config(checkpoint["config"], source=f"{path} (stored config)", overrides=overrides)
         model = build_model(config.model, config.data.acquisition.scale, config.source)
         model.load_state_dict(checkpoint["model"])
-    return config, model.to(device)
+    return config, model.to(device).eval()
 
 
 def _ttests(methods: Sequence[MethodResult], metrics: Sequence[str] = METRICS) -> list[dict[str, Any]]:
@@ -362,7 +374,7 @@ def evaluate(
     methods: list[MethodResult] = []
     taken: set[str] = set()
     for source in map(Path, sources):
-        config, model = _load_method(source, data_overrides, target_device)
+        config, model = load_method(source, data_overrides, target_device)
         set_channels_last(model, channels_last)
         prepare_data(config.data, config.source)
         dataset = build_dataset(config.data, split, config.source)

@@ -1,7 +1,9 @@
 """Restoration of a user's files with a trained checkpoint (``accelmri restore``).
 
 The checkpoint alone rebuilds the model: its stored config names the model, its arguments and the acquisition it
-was trained for (scale ``s``, acceleration ``R``, normalisation, coil maps). Volumes are restored slice by slice
+was trained for (scale ``s``, acceleration ``R``, normalisation, coil maps). The YAML config of a parameter-free
+model (``bicubic``, ``sinc``, ``zero_filled``, ...) works in place of a checkpoint, so baselines run on the same
+input through the same path. Volumes are restored slice by slice
 and written, atomically, in the input's intensity units.
 
 Two modes:
@@ -66,10 +68,8 @@ from accelmri.data.readers.fastmri import FastMRIFile
 from accelmri.data.readers.nifti import write_nifti
 from accelmri.data.sample import Sample, collate
 from accelmri.data.volume import ImageVolume
-from accelmri.engine.build import build_model
-from accelmri.engine.checkpoint import load_checkpoint
-from accelmri.engine.config import DataConfig, ExperimentConfig, parse_config
-from accelmri.engine.evaluate import Precision, autocast
+from accelmri.engine.config import DataConfig, ExperimentConfig
+from accelmri.engine.evaluate import Precision, autocast, load_method
 from accelmri.io import atomic_output
 from accelmri.models import check_batch
 from accelmri.models.base import set_channels_last
@@ -292,14 +292,6 @@ def _write_hdf5(path: Path, image: np.ndarray, attrs: dict[str, object], overwri
         file.attrs.update({"max": float(image.max()), "norm": float(np.linalg.norm(image)), **attrs})
 
 
-def _load_model(checkpoint: Path, device: torch.device) -> tuple[ExperimentConfig, nn.Module]:
-    payload = load_checkpoint(checkpoint)
-    config = parse_config(payload["config"], source=f"{checkpoint} (stored config)")
-    model = build_model(config.model, config.data.acquisition.scale, config.source)
-    model.load_state_dict(payload["model"])
-    return config, model.to(device).eval()
-
-
 def _as_paths(reference: str | Path | Sequence[str | Path] | None, count: int) -> list[Path | None]:
     if reference is None:
         return [None] * count
@@ -371,7 +363,9 @@ def restore(
     """Restore files with a trained checkpoint (see the module docstring for modes, geometry and outputs).
 
     Args:
-        checkpoint: an accelmri checkpoint (``best.pt``/``last.pt``), read with ``weights_only=True``.
+        checkpoint: an accelmri checkpoint (``best.pt``/``last.pt``), read with ``weights_only=True``, or the YAML
+            config of a parameter-free model (``bicubic``, ``sinc``, ``zero_filled``: the baselines to compare
+            with on the same input, e.g. ``OUT/configs/sr2x_bicubic.yaml`` of ``accelmri demo``).
         inputs: NIfTI files, DICOM series folders, fastMRI/ISMRMRD ``.h5`` files or twix ``.dat`` files.
         out: output folder (created), or with a single input the output file (``.nii``/``.nii.gz`` for image
             inputs, ``.h5`` for k-space inputs).
@@ -408,7 +402,7 @@ def restore(
 
     target_device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                                  "cpu" if device == "auto" else device)
-    config, model = _load_model(Path(checkpoint), target_device)
+    config, model = load_method(Path(checkpoint), (), target_device)
     set_channels_last(model, channels_last)
     precision = precision or config.trainer.precision
     for output in outputs:
