@@ -17,12 +17,13 @@ from typer.testing import CliRunner
 
 from accelmri.cli import app
 from accelmri.data.errors import DataError
-from accelmri.engine.build import build_dataset, prepare_data
+from accelmri.engine.build import build_dataset, build_model, prepare_data
 from accelmri.engine.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
-from accelmri.engine.config import ConfigError, ExperimentConfig, load_config, parse_config
+from accelmri.engine.config import ConfigError, ExperimentConfig, ModelConfig, load_config, parse_config
 from accelmri.engine.evaluate import evaluate
 from accelmri.engine.trainer import TrainingDivergedError, train
 from accelmri.models import Prediction, available, register
+from accelmri.models.blocks.vgg import VGG19Features
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -94,6 +95,37 @@ def test_every_config_parses_and_round_trips(path: Path) -> None:
     assert config.name == path.stem
     assert parse_config(config.to_dict(), source="stored") == config
     json.dumps(config.to_dict())  # plain types only
+
+
+# Parameter counts of the paper configs' models (docs/models.md; MINet and SANet as stated in their configs' headers),
+# by model and scale; the `_refcode` variants by the same keys. A config building another size fails.
+PAPER_CONFIG_PARAMETERS = {
+    ("t2net", 2): 1_399_938, ("t2net", 4): 1_547_650,
+    ("minet", 2): 6_637_466, ("minet", 4): 6_785_178,
+    ("sanet", 2): 7_011_098, ("sanet", 4): 7_158_810,
+    ("fasrnet", 2): 4_948_801, ("fasrnet", 4): 6_536_129,
+    ("pgd_sft", 2): 17_418_756,
+}
+REFCODE_CONFIG_PARAMETERS = {
+    ("t2net", 2): 1_399_938,  # V = F_Rec has no weights of its own
+    ("minet", 2): 6_637_468,  # + the learnable γ scalars (csa_gamma: 0.0)
+    ("sanet", 2): 4_745_084,  # attention_stages refcode (4 groups), batch norm, learnable γ
+}
+
+
+@pytest.mark.parametrize("path", sorted(p for p in CONFIGS.glob("*.yaml") if not p.name.startswith("tiny_")),
+                         ids=lambda p: p.name)
+def test_paper_config_builds_the_paper_size_model(path: Path, tmp_path: Path) -> None:
+    config = load_config(path)
+    assert config.trainer.out_dir == f"runs/{path.stem}"
+    kwargs = dict(config.model.kwargs)
+    if "vgg_weights" in kwargs:  # the ImageNet file is a placeholder here: a local file of the same layout
+        assert str(kwargs["vgg_weights"]).startswith("/path/to/")
+        kwargs["vgg_weights"] = tmp_path / "vgg19.pth"
+        torch.save(VGG19Features().state_dict(), kwargs["vgg_weights"])
+    model = build_model(ModelConfig(config.model.name, kwargs), config.data.acquisition.scale, config.source)
+    table = REFCODE_CONFIG_PARAMETERS if path.stem.endswith("_refcode") else PAPER_CONFIG_PARAMETERS
+    assert sum(p.numel() for p in model.parameters()) == table[config.model.name, config.data.acquisition.scale]
 
 
 def test_overrides_set_typed_values_and_new_keys(tmp_path: Path) -> None:
