@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from accelmri.models.blocks.common import RCAB, ResBlock, ResidualGroup, Upsampler
+from accelmri.models.blocks.common import RCAB, OutputConv, ResBlock, ResidualGroup, Upsampler
 from accelmri.models.blocks.correspondence import relevance_search, transfer, unfold_patches
 
 
@@ -136,3 +136,17 @@ def test_soft_attention_gradient_equals_the_dense_formula(window: int | None) ->
     (dense_soft * weights).sum().backward()
     assert torch.allclose(grads[0], query.grad, atol=1e-5)
     assert torch.allclose(grads[1], key.grad, atol=1e-5)
+
+
+def test_output_conv_stays_float32_under_bf16_autocast() -> None:
+    torch.manual_seed(0)
+    layer = OutputConv(8, 1)
+    plain = torch.nn.Conv2d(8, 1, 3, padding=1)
+    plain.load_state_dict(layer.state_dict())  # same keys and shapes as nn.Conv2d
+    x = torch.randn(2, 8, 16, 16).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, quantised = layer(x), plain(x)
+    assert out.dtype == torch.float32 and quantised.dtype == torch.bfloat16
+    exact = F.conv2d(x.float(), layer.weight, layer.bias, padding=1)
+    torch.testing.assert_close(out, exact, rtol=0, atol=0)  # float32 arithmetic on the bf16 input, no rounding
+    assert (quantised.float() - exact).abs().max() > 0  # what a bf16 tail would have written

@@ -145,7 +145,8 @@ def test_runs_under_cpu_bf16_autocast() -> None:
         exact = model(batch).image
         with torch.autocast("cpu", dtype=torch.bfloat16):
             fast = model(batch).image
-    assert fast.dtype == torch.bfloat16 and float((fast.float() - exact).abs().mean() / exact.std()) < 0.05
+    # The image-writing conv stays float32 (OutputConv); the rest ran in bf16, so the output differs a little.
+    assert fast.dtype == torch.float32 and 0 < float((fast - exact).abs().mean() / exact.std()) < 0.05
 
 
 def test_block_size_does_not_change_the_output() -> None:

@@ -72,7 +72,7 @@ from torch import nn
 
 from accelmri.models.base import Prediction, check_batch, network_input
 from accelmri.models.baselines.interpolation import bicubic_upsample
-from accelmri.models.blocks.common import ResBlock, Upsampler, conv
+from accelmri.models.blocks.common import OutputConv, ResBlock, Upsampler, conv
 from accelmri.models.blocks.correspondence import parse_search_dtype, relevance_search, transfer
 from accelmri.models.blocks.vgg import VGG19Features
 from accelmri.models.registry import register
@@ -193,7 +193,7 @@ class FASRNet(nn.Module):
              for k, n in enumerate(streams, start=1)]
         )
         tail_in = (g + 1 if use_chpf else 1) * channels
-        self.tail = nn.Sequential(conv(tail_in, channels), nn.ReLU(inplace=True), conv(channels, 1))
+        self.tail = nn.Sequential(conv(tail_in, channels), nn.ReLU(inplace=True), OutputConv(channels, 1))
 
     # ----------------------------------------------------------------------------------------- inputs, features
     def _degraded_reference(self, reference: torch.Tensor) -> torch.Tensor:

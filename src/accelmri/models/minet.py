@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from accelmri.models.base import Prediction, check_batch, network_input
-from accelmri.models.blocks.common import ResidualGroup, Upsampler, conv
+from accelmri.models.blocks.common import OutputConv, ResidualGroup, Upsampler, conv
 from accelmri.models.registry import register
 
 if TYPE_CHECKING:
@@ -195,7 +195,7 @@ class _Branch(nn.Module):
         groups: list[nn.Module] = [ResidualGroup(channels, n_blocks, reduction) for _ in range(n_groups)]
         self.stages = nn.ModuleList([*groups, conv(channels, channels)])
         self.attention = attention
-        self.tail = conv(channels, 1)
+        self.tail = OutputConv(channels, 1)
 
 
 class MultiStageNetwork(nn.Module):

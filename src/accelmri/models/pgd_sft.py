@@ -41,7 +41,7 @@ from torch import nn
 
 from accelmri.models.base import Prediction, check_batch
 from accelmri.models.baselines.interpolation import sinc_interpolate, to_batch_units
-from accelmri.models.blocks.common import conv
+from accelmri.models.blocks.common import OutputConv, conv
 from accelmri.models.blocks.rrdb import RRDB, RRDBSFT
 from accelmri.models.registry import register
 from accelmri.physics.coils import sense_combine, sense_expand
@@ -176,7 +176,7 @@ class _SRModule(nn.Module):
         self.trunk = conv(channels, channels)
         self.upsample = nn.ModuleList(conv(channels, channels) for _ in range(scale.bit_length() - 1))
         self.hr_conv = conv(channels, channels)
-        self.last = conv(channels, 1)
+        self.last = OutputConv(channels, 1)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
         feature = self.head(x)

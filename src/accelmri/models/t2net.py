@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from accelmri.models.base import Prediction, check_batch, network_input
-from accelmri.models.blocks.common import ResBlock, Upsampler, conv
+from accelmri.models.blocks.common import OutputConv, ResBlock, Upsampler, conv
 from accelmri.models.blocks.correspondence import parse_search_dtype, relevance_search, transfer
 from accelmri.models.registry import register
 
@@ -168,13 +168,13 @@ class T2Net(nn.Module):
         super().__init__()
         self.in_channels = in_channels
         self.sr = _Branch(in_channels, channels, n_blocks)
-        self.sr_tail = nn.Sequential(Upsampler(scale, channels), conv(channels, 1))
+        self.sr_tail = nn.Sequential(Upsampler(scale, channels), OutputConv(channels, 1))
         self.rec: _Branch | None = None
         self.rec_tail: nn.Conv2d | None = None
         self.transformers: nn.ModuleList | None = None
         if use_rec_branch:
             self.rec = _Branch(in_channels, channels, n_blocks)
-            self.rec_tail = conv(channels, 1)
+            self.rec_tail = OutputConv(channels, 1)
             if use_task_transformer:
                 self.transformers = nn.ModuleList(
                     TaskTransformer(channels, scale, value, 3, block_size, search_window, search_dtype)

@@ -15,7 +15,7 @@ from torch import nn
 
 from accelmri.models.base import Prediction, check_batch
 from accelmri.models.baselines.interpolation import bicubic_upsample, check_scale
-from accelmri.models.blocks.common import ResBlock, conv
+from accelmri.models.blocks.common import OutputConv, ResBlock, conv
 from accelmri.models.registry import register
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ class EarlyFusion(nn.Module):
         self.scale = scale
         self.head = conv(2, channels)
         self.body = nn.Sequential(*[ResBlock(channels, res_scale) for _ in range(n_blocks)])
-        self.tail = conv(channels, 1)
+        self.tail = OutputConv(channels, 1)
 
     def forward(self, batch: Sample) -> Prediction:
         check_batch("early_fusion", self.required_fields, batch)

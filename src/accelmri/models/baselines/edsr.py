@@ -16,7 +16,7 @@ from torch import nn
 
 from accelmri.models.base import Prediction, check_batch
 from accelmri.models.baselines.interpolation import check_scale
-from accelmri.models.blocks.common import ResBlock, Upsampler, conv
+from accelmri.models.blocks.common import OutputConv, ResBlock, Upsampler, conv
 from accelmri.models.registry import register
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ class EDSR(nn.Module):
         self.head = conv(1, channels)
         self.body = nn.Sequential(*[ResBlock(channels, res_scale) for _ in range(n_blocks)], conv(channels, channels))
         self.upsampler = Upsampler(scale, channels)
-        self.tail = conv(channels, 1)
+        self.tail = OutputConv(channels, 1)
 
     def forward(self, batch: Sample) -> Prediction:
         check_batch("edsr", self.required_fields, batch)

@@ -22,6 +22,7 @@ from torch import nn
 
 from accelmri.models.base import Prediction, check_batch, network_input
 from accelmri.models.baselines.interpolation import bicubic_upsample, check_scale
+from accelmri.models.blocks.common import OutputConv
 from accelmri.models.registry import register
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ class UNet(nn.Module):
         levels = list(reversed(range(n_pools)))
         self.up_sample = nn.ModuleList([_up_block(widths[level + 1], widths[level]) for level in levels])
         self.up = nn.ModuleList([_conv_block(2 * widths[level], widths[level], dropout) for level in levels])
-        self.out = nn.Conv2d(widths[0], 1, 1)
+        self.out = OutputConv(widths[0], 1, 1)
 
     def _padding(self, height: int, width: int) -> tuple[int, int, int, int]:
         """``F.pad`` widths ``(left, right, top, bottom)`` to the next valid size (see the module docstring)."""
