@@ -272,3 +272,33 @@ def test_channels_last_matches_nchw() -> None:
         assert torch.allclose(model(batch).image, expected, atol=1e-5)
         set_channels_last(model, enabled=False)
         assert all(m.weight.is_contiguous() for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+
+
+@pytest.mark.parametrize("cls", [MINet, SANet])
+def test_checkpointed_stages_give_the_same_gradients(cls: type[MultiStageNetwork]) -> None:
+    """``checkpoint_stages`` recomputes each stage in the backward pass: same loss and gradients, and the stages
+    really run twice in training (once in eval / without autograd)."""
+    torch.manual_seed(0)
+    plain = tiny(cls).train()
+    checkpointed = tiny(cls, checkpoint_stages=True).train()
+    checkpointed.load_state_dict(plain.state_dict())
+    batch = batch_of()
+    calls = {"n": 0}
+
+    def count(*_: object) -> None:
+        calls["n"] += 1
+
+    checkpointed.target.stages[0].register_forward_pre_hook(count)  # recomputation stops early: no post hook
+    losses = []
+    for model in (plain, checkpointed):
+        loss = contrast_loss(model(batch), batch, 0.5)
+        loss.backward()
+        losses.append(loss.detach())
+    assert calls["n"] == 2  # forward + recomputation in backward
+    torch.testing.assert_close(losses[0], losses[1], rtol=0, atol=0)
+    for (name, a), b in zip(plain.named_parameters(), checkpointed.parameters(), strict=True):
+        assert a.grad is not None and b.grad is not None, name
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-7, msg=name)
+    with torch.no_grad():
+        checkpointed.eval()(batch)
+    assert calls["n"] == 3

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from accelmri.models.base import Prediction, check_batch, network_input
 from accelmri.models.blocks.common import OutputConv, ResidualGroup, Upsampler, conv
@@ -219,6 +220,9 @@ class MultiStageNetwork(nn.Module):
         make_fusion: factory of one per-stage fusion module.
         n_fused: number of leading stages preceded by a fusion (at most ``n_run_groups + 1``).
         n_run_groups: residual groups per branch.
+        checkpoint_stages: recompute each stage (residual group) in the backward pass instead of storing its
+            internal activations (``torch.utils.checkpoint``, non-reentrant): the same gradients, much less
+            training memory, about one more forward pass of compute. Only in training with autograd on.
 
     Raises:
         ValueError: ``n_run_groups < 1``, ``n_fused`` out of range, bad ``scale`` or ``in_channels``.
@@ -244,6 +248,7 @@ class MultiStageNetwork(nn.Module):
         make_fusion: Callable[[], nn.Module],
         n_fused: int,
         n_run_groups: int,
+        checkpoint_stages: bool = False,
     ) -> None:
         super().__init__()
         if n_run_groups < 1:
@@ -254,6 +259,7 @@ class MultiStageNetwork(nn.Module):
             raise ValueError(f"in_channels must be 1 (magnitude) or 2 (complex), got {in_channels}")
         self.scale = scale
         self.in_channels = in_channels
+        self.checkpoint_stages = checkpoint_stages
         if not use_reference:
             self.required_fields = ("lr_input",)
 
@@ -271,6 +277,12 @@ class MultiStageNetwork(nn.Module):
         self.integration = (
             MultiStageIntegration((2 if use_reference else 1) * n_stages, channels) if use_integration else None
         )
+
+    def _run_stage(self, stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """``stage(x)``, recomputed in the backward pass when ``checkpoint_stages`` applies."""
+        if self.checkpoint_stages and self.training and torch.is_grad_enabled():
+            return checkpoint(stage, x, use_reentrant=False)
+        return stage(x)
 
     def forward(self, batch: Sample) -> Prediction:
         """Restore the target at HR.
@@ -302,9 +314,9 @@ class MultiStageNetwork(nn.Module):
             if branch is not None and reference is not None:
                 if stage < len(self.fusions):
                     target = self.fusions[stage](reference, target)  # reads F^{l-1}_ref and F^{l-1}_tar
-                reference = branch.stages[stage](reference)
+                reference = self._run_stage(branch.stages[stage], reference)
                 slot = _store(stacked, slot, reference)
-            target = target_stage(target)
+            target = self._run_stage(target_stage, target)
             slot = _store(stacked, slot, target)
         restored = shallow + self.target.attention(target)
         extras: dict[str, torch.Tensor] = {}
@@ -333,6 +345,8 @@ class MINet(MultiStageNetwork):
         use_integration: ``False`` = ablation "w/o F_Int" (Table 2).
         use_csa: ``False`` = ablation "w/o F_Att" (Table 2).
         csa_gamma: ``None`` = Eq. (4) as written; ``0.0`` = the reference code's learnable ``γ`` initialised to 0.
+        checkpoint_stages: recompute every stage in the backward pass (less training memory, same gradients; see
+            :class:`MultiStageNetwork`). Not in the paper.
 
     Forward: see :meth:`MultiStageNetwork.forward`.
     """
@@ -351,6 +365,7 @@ class MINet(MultiStageNetwork):
         use_integration: bool = True,
         use_csa: bool = True,
         csa_gamma: float | None = None,
+        checkpoint_stages: bool = False,
     ) -> None:
         super().__init__(
             scale=scale,
@@ -365,4 +380,5 @@ class MINet(MultiStageNetwork):
             make_fusion=lambda: ConcatFusion(channels),
             n_fused=n_groups + 1,
             n_run_groups=n_groups,
+            checkpoint_stages=checkpoint_stages,
         )

@@ -105,6 +105,8 @@ class SANet(MultiStageNetwork):
             network: ``min(L, 4)`` groups, each after ``S^l``; see the module docstring).
         attention_channels: channels ``K`` of ``F̂`` and of the attention paths (paper 32).
         batch_norm: batch norm in ``Q`` and ``Q_R`` (the reference code; the paper has conv–ReLU).
+        checkpoint_stages: recompute every stage in the backward pass (less training memory, same gradients; see
+            :class:`~accelmri.models.minet.MultiStageNetwork`). Not in the paper.
 
     Forward: see :meth:`~accelmri.models.minet.MultiStageNetwork.forward`.
 
@@ -129,6 +131,7 @@ class SANet(MultiStageNetwork):
         attention_stages: AttentionStages = "all",
         attention_channels: int = 32,
         batch_norm: bool = False,
+        checkpoint_stages: bool = False,
     ) -> None:
         if attention_stages == "all":
             n_run_groups, n_fused = n_groups, n_groups + 1
@@ -149,5 +152,6 @@ class SANet(MultiStageNetwork):
             make_fusion=lambda: SeparableAttention(channels, attention_channels, batch_norm),
             n_fused=n_fused,
             n_run_groups=n_run_groups,
+            checkpoint_stages=checkpoint_stages,
         )
         self.attention_stages = attention_stages
