@@ -113,21 +113,27 @@ TINY_CASES: list[Case] = [
 ]
 
 
+#: Models with ``checkpoint_stages`` (recompute each stage in the backward pass): the ``paper-checkpoint`` size.
+CHECKPOINT_MODELS = ("minet", "sanet")
+
+
 def train_cases(sizes: list[str], tiny: bool) -> list[Case]:
     """Training-step cases: ``tiny`` = demo models at 64² batch 4 (``--tiny``: 32² batch 2); ``paper`` = the first
-    reference case of every model (batch 1)."""
+    reference case of every model (batch 1); ``paper-checkpoint`` = the ``paper`` cases of
+    :data:`CHECKPOINT_MODELS` with ``checkpoint_stages=True`` (memory against time)."""
     cases = []
     if "tiny" in sizes:
         hr, batch = ((32, 32), 2) if tiny else ((64, 64), 4)
         for c in TINY_CASES:
             label = f"{c.model} 2x {hr[0] // 2}->{hr[0]} batch {batch} (demo size)"
             cases.append(dataclasses.replace(c, name=label, hr=hr, batch=batch))
+    firsts = [c for i, c in enumerate(PAPER_CASES) if c.model not in {p.model for p in PAPER_CASES[:i]}]
     if "paper" in sizes and not tiny:
-        seen = set()
-        for c in PAPER_CASES:
-            if c.model not in seen:
-                seen.add(c.model)
-                cases.append(c)
+        cases += firsts
+    if "paper-checkpoint" in sizes and not tiny:
+        cases += [dataclasses.replace(c, name=f"{c.name} checkpoint_stages", size="paper-checkpoint",
+                                      config={**c.config, "checkpoint_stages": True})
+                  for c in firsts if c.model in CHECKPOINT_MODELS]
     return cases
 
 

@@ -57,7 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="results folder; the run writes OUT/bench-<timestamp>/ (default benchmarks/results)")
     parser.add_argument("--checkpoints", type=Path, help="`accelmri demo` output folder for the fastpath section")
     parser.add_argument("--split", default="test", help="split scored by the fastpath section (default test)")
-    parser.add_argument("--train-sizes", nargs="+", choices=["tiny", "paper"], default=["tiny", "paper"])
+    parser.add_argument("--train-sizes", nargs="+", choices=["tiny", "paper", "paper-checkpoint"],
+                        default=["tiny", "paper", "paper-checkpoint"],
+                        help="paper-checkpoint: MINet/SANet paper cases with checkpoint_stages=True")
     parser.add_argument("--train-dtypes", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"])
     parser.add_argument("--train-loss", choices=["pixel", "full"], default="pixel",
                         help="pixel: preset without perceptual/adversarial (default); full: with random-weight VGG")
