@@ -94,7 +94,10 @@ def test_reproducible_and_seed_dependent(kind: str) -> None:
     a, b = make_mask(*args, seed=11), make_mask(*args, seed=11)
     assert torch.equal(a, b)
     assert not torch.equal(a, make_mask(*args, seed=12))
-    assert not torch.equal(make_mask(*args, seed=None), make_mask(*args, seed=None))
+    # Unseeded masks are random: equispaced draws only its offset (R = 4 → 4 choices, so two draws agree 1 time
+    # in 4); 16 draws all equal has probability 4^-15.
+    first = make_mask(*args, seed=None)
+    assert any(not torch.equal(first, make_mask(*args, seed=None)) for _ in range(15))
 
 
 @pytest.mark.parametrize("kind", MASK_KINDS)
