@@ -381,8 +381,7 @@ def evaluate(
         if len(dataset) == 0:
             raise ConfigError(config.source, "data.split", f"the {split} split is empty")
         check_compatible(model, config.model.name, dataset, config.source)
-        size = tuple(dataset[0].target.shape[-2:])
-        if lpips is not None and min(size) < LPIPS_MIN_SIZE:
+        if lpips is not None and min(size := tuple(dataset[0].target.shape[-2:])) < LPIPS_MIN_SIZE:
             raise ConfigError(config.source, "data", f"LPIPS (AlexNet) needs images of at least {LPIPS_MIN_SIZE}×"
                               f"{LPIPS_MIN_SIZE} pixels, the {split} split's are {size[0]}×{size[1]}")
         scores = score_volumes(model, dataset, volume_slices(dataset),

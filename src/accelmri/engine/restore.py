@@ -3,8 +3,8 @@
 The checkpoint alone rebuilds the model: its stored config names the model, its arguments and the acquisition it
 was trained for (scale ``s``, acceleration ``R``, normalisation, coil maps). The YAML config of a parameter-free
 model (``bicubic``, ``sinc``, ``zero_filled``, ...) works in place of a checkpoint, so baselines run on the same
-input through the same path. Volumes are restored slice by slice
-and written, atomically, in the input's intensity units.
+input through the same path. Volumes are restored slice by slice and written, atomically, in the input's
+intensity units.
 
 Two modes:
 
