@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint setup clean bench
+.PHONY: demo test test-order lint setup clean bench
 
 setup: $(STAMP)
 
@@ -27,6 +27,12 @@ bench: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
+
+# Order independence: the suite once in random order (pytest-randomly; it prints the seed, rerun a failure with
+# -p randomly -p "randomly_seed=SEED"), then every test file alone.
+test-order: $(STAMP)
+	$(PY) -m pytest -q -p randomly
+	for f in tests/test_*.py; do $(PY) -m pytest -q -p no:cacheprovider "$$f" || exit 1; done
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

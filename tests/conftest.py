@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -12,6 +14,9 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 @pytest.fixture(autouse=True)
 def _seed() -> None:
+    """Every test starts from the same random state, whatever ran before it (order-independent suite)."""
+    random.seed(0)
+    np.random.seed(0)
     torch.manual_seed(0)
 
 

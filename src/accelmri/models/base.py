@@ -7,10 +7,12 @@ before training (:func:`check_batch`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from accelmri.physics.coils import sense_combine
@@ -19,7 +21,7 @@ from accelmri.physics.fft import ifft2c
 if TYPE_CHECKING:  # models read the batch contract by attribute; the import is for type checkers only
     from accelmri.data.sample import Sample
 
-__all__ = ["Prediction", "check_batch", "network_input", "set_channels_last"]
+__all__ = ["GridPadding", "Prediction", "check_batch", "network_input", "set_channels_last"]
 
 
 @dataclass(eq=False)
@@ -71,6 +73,91 @@ def network_input(batch: Sample, in_channels: int) -> torch.Tensor:
     else:
         raise ValueError("complex input from multi-coil k-space needs sens_maps (SliceDataset(sens_maps='espirit'))")
     return torch.stack([image.real, image.imag], dim=1).float()
+
+
+def _pad_1d(n: int, scale: int, multiple: int) -> tuple[int, int, int, int]:
+    """``(lr_before, lr_after, hr_before, hr_after)`` for one LR side ``n`` (see :class:`GridPadding`)."""
+    offset = (scale * n) // 2 - scale * (n // 2)  # HR index of LR pixel 0 on the truncation grid
+    before = 1 if offset else 0
+    total = -(-(n + before) // multiple) * multiple
+    hr_before = scale * before - offset
+    return before, total - n - before, hr_before, scale * total - hr_before - scale * n
+
+
+@dataclass(frozen=True)
+class GridPadding:
+    """Padding that runs a learned LR → HR network on the k-space truncation grid of an even LR side.
+
+    :func:`accelmri.physics.degrade.lowres` keeps the k-space block centred on DC, so LR pixel ``i`` of a side of
+    ``n`` LR pixels sits at HR pixel ``s·i + o`` with ``o = (s·n)//2 − s·(n//2)``: ``o = 0`` when ``n`` is even,
+    ``o = s/2`` (even ``s``) or ``(s − 1)/2`` (odd ``s``) when ``n`` is odd. A network built from convolutions and
+    sub-pixel or nearest upsampling maps LR pixel ``i`` to HR pixels ``s·i + δ`` with one offset ``δ`` it learns in
+    training, i.e. on one convention; on the other parity its output would sit ``o`` HR pixels off (a whole pixel
+    at 2×). This pads the LR input (edge replication) by one pixel before when ``o > 0`` and after up to a side
+    that is a multiple of ``lcm(2, multiple)`` (even, so ``o = 0`` in the padded frame), pads HR inputs (e.g. the
+    reference contrast) by the matching HR amounts, and crops the HR output back to ``s·n`` pixels so that LR pixel
+    ``i`` lands on HR pixel ``s·i + o``. For an even side that is already a multiple nothing is padded and the
+    network's output is returned unchanged. Convolutions being shift-equivariant, the padded network computes the
+    same function of the image in both parities, up to the one-pixel boundary.
+
+    Build it with :meth:`for_size`; fields are ``(top, bottom, left, right)`` pixel counts.
+    """
+
+    scale: int
+    lr_pad: tuple[int, int, int, int]
+    hr_pad: tuple[int, int, int, int]
+
+    @classmethod
+    def for_size(cls, lr_size: tuple[int, int] | torch.Size, scale: int, multiple: int = 1) -> GridPadding:
+        """Padding for an LR image of ``lr_size = (h, w)`` pixels at SR scale ``scale``.
+
+        Args:
+            lr_size: LR side lengths ``(h, w)`` (≥ 1).
+            scale: SR scale ``s`` (positive int; ``1`` pads only up to ``multiple``).
+            multiple: the padded LR sides must be multiples of it (e.g. for pooling depth), ≥ 1.
+
+        Raises:
+            ValueError: ``scale`` or ``multiple`` not a positive int.
+        """
+        for name, value in (("scale", scale), ("multiple", multiple)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"GridPadding: {name} must be a positive int, got {value!r}")
+        step = math.lcm(2, multiple) if scale > 1 else multiple
+        rows, cols = (_pad_1d(int(n), scale, step) for n in lr_size)
+        return cls(scale, (rows[0], rows[1], cols[0], cols[1]), (rows[2], rows[3], cols[2], cols[3]))
+
+    @property
+    def identity(self) -> bool:
+        """True when nothing is padded."""
+        return not any(self.lr_pad) and not any(self.hr_pad)
+
+    @staticmethod
+    def _pad(x: torch.Tensor, pad: tuple[int, int, int, int]) -> torch.Tensor:
+        if not any(pad):
+            return x
+        top, bottom, left, right = pad
+        return F.pad(x, (left, right, top, bottom), mode="replicate")
+
+    @staticmethod
+    def _crop(x: torch.Tensor, pad: tuple[int, int, int, int]) -> torch.Tensor:
+        top, bottom, left, right = pad
+        return x[..., top : x.shape[-2] - bottom, left : x.shape[-1] - right]
+
+    def pad_lr(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, h, w)`` float → ``(B, C, h', w')`` by edge replication."""
+        return self._pad(x, self.lr_pad)
+
+    def pad_hr(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, s·h, s·w)`` float → ``(B, C, s·h', s·w')`` by edge replication, aligned with :meth:`pad_lr`."""
+        return self._pad(x, self.hr_pad)
+
+    def crop_lr(self, x: torch.Tensor) -> torch.Tensor:
+        """``(…, h', w')`` → ``(…, h, w)``: undo :meth:`pad_lr`."""
+        return self._crop(x, self.lr_pad)
+
+    def crop_hr(self, x: torch.Tensor) -> torch.Tensor:
+        """``(…, s·h', s·w')`` → ``(…, s·h, s·w)`` on the truncation grid of the unpadded LR image."""
+        return self._crop(x, self.hr_pad)
 
 
 def set_channels_last(model: nn.Module, enabled: bool = True) -> nn.Module:

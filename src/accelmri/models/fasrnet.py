@@ -62,6 +62,7 @@ computed).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -70,7 +71,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from accelmri.models.base import Prediction, check_batch, network_input
+from accelmri.models.base import GridPadding, Prediction, check_batch, network_input
 from accelmri.models.baselines.interpolation import bicubic_upsample
 from accelmri.models.blocks.common import OutputConv, ResBlock, Upsampler, conv
 from accelmri.models.blocks.correspondence import parse_search_dtype, relevance_search, transfer
@@ -324,22 +325,39 @@ class FASRNet(nn.Module):
     def forward(self, batch: Sample) -> Prediction:
         """Super-resolve ``batch.lr_input (B, 1, h, w)`` guided by ``batch.reference (B, 1, H, W)``.
 
+        Any LR size works: the network runs on the LR image padded to sides that are even and make ``H``, ``W``
+        multiples of 4 (the pyramid's ``HR/4`` level), on the truncation grid (:class:`GridPadding`), and the
+        outputs are cropped back.
+
         Returns:
             ``Prediction(image (B, 1, H, W), extras={"soft_attention_level{i}": S^i (B, 1, h, w)})``.
 
         Raises:
-            ValueError: missing fields, or sizes that do not fit (``H = s·h``, ``W = s·w``, both divisible by 4).
+            ValueError: missing fields, or a reference that is not ``s×`` the LR size (``H = s·h``, ``W = s·w``).
         """
         check_batch("fasrnet", self.required_fields, batch)
         lr, reference = batch.lr_input, batch.reference
         assert reference is not None  # check_batch guarantees it
+        if tuple(reference.shape[-2:]) != (self.scale * lr.shape[-2], self.scale * lr.shape[-1]):
+            raise ValueError(
+                f"fasrnet at {self.scale}x needs reference = {self.scale}× LR; got LR {tuple(lr.shape[-2:])}, "
+                f"reference {tuple(reference.shape[-2:])}"
+            )
+        padding = GridPadding.for_size(lr.shape[-2:], self.scale, multiple=4 // math.gcd(4, self.scale))
+        image, softs = self._restore(
+            padding.pad_lr(lr), padding.pad_lr(network_input(batch, self.in_channels)), padding.pad_hr(reference)
+        )
+        extras = {f"soft_attention_level{i}": padding.crop_lr(soft) for i, soft in enumerate(softs)}
+        return Prediction(image=padding.crop_hr(image), extras=extras)
+
+    def _restore(
+        self, lr: torch.Tensor, network_in: torch.Tensor, reference: torch.Tensor
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The network on an LR magnitude ``(B, 1, h, w)`` with even sides, its network input ``(B, 1 or 2, h, w)``
+        and the reference ``(B, 1, s·h, s·w)`` (sides multiples of 4): ``(image (B, 1, s·h, s·w), [S^i (B, 1, h,
+        w)])``."""
         height, width = reference.shape[-2:]
         grid = (lr.shape[-2], lr.shape[-1])
-        if (height, width) != (self.scale * grid[0], self.scale * grid[1]) or height % 4 or width % 4:
-            raise ValueError(
-                f"fasrnet at {self.scale}x needs reference = {self.scale}× LR and sides divisible by 4; got LR "
-                f"{grid}, reference {(height, width)}"
-            )
         lr_up = bicubic_upsample(lr, self.scale)  # on the k-space truncation grid
         g = self.grid_level
         query_depth = _LEVELS if self.use_ma else g + 1  # S-A and plain CA query only the LR-grid level
@@ -351,7 +369,7 @@ class FASRNet(nn.Module):
         })
         textures, softs = self._align(pyramids, grid)
 
-        x = self.head(network_input(batch, self.in_channels))
+        x = self.head(network_in)
         x = x + self.sfe(x)
         for level in range(_LEVELS - 1, g - 1, -1):  # levels at or below the LR grid's resolution: coarse first
             x = self._fuse(x, level, textures[level], softs[level])
@@ -369,5 +387,4 @@ class FASRNet(nn.Module):
                 streams = [new]
             streams = [s + trunk(s) for s, trunk in zip(streams, self.trunks[stage - 1], strict=True)]
         image = self.tail(torch.cat([_resize(s, (height, width)) for s in streams], dim=1)) + lr_up
-        extras = {f"soft_attention_level{i}": soft for i, soft in enumerate(softs)}
-        return Prediction(image=image, extras=extras)
+        return image, softs

@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from accelmri.models.base import Prediction, check_batch, network_input
+from accelmri.models.base import GridPadding, Prediction, check_batch, network_input
 from accelmri.models.blocks.common import OutputConv, ResidualGroup, Upsampler, conv
 from accelmri.models.registry import register
 
@@ -295,16 +295,18 @@ class MultiStageNetwork(nn.Module):
             ValueError: missing batch fields, or a reference whose size is not ``s·(h, w)``.
         """
         check_batch(type(self).__name__, self.required_fields, batch)
-        target = self.target.head(network_input(batch, self.in_channels))
-        shallow = target  # F⁰_tar
+        lr = network_input(batch, self.in_channels)
         branch, reference = self.reference, batch.reference
+        hr_size = tuple(self.scale * n for n in lr.shape[-2:])
+        if branch is not None and reference is not None and tuple(reference.shape[-2:]) != hr_size:
+            raise ValueError(
+                f"reference is {tuple(reference.shape[-2:])}, expected the HR size {hr_size} = scale × lr_input size"
+            )
+        grid = GridPadding.for_size(lr.shape[-2:], self.scale)  # any LR parity on the truncation grid
+        target = self.target.head(grid.pad_lr(lr))
+        shallow = target  # F⁰_tar
         if branch is not None and reference is not None:
-            if reference.shape[-2:] != target.shape[-2:]:
-                raise ValueError(
-                    f"reference is {tuple(reference.shape[-2:])}, expected the HR size "
-                    f"{tuple(target.shape[-2:])} = scale × lr_input size"
-                )
-            reference = branch.head(reference)
+            reference = branch.head(grid.pad_hr(reference))
         # F of Eq. (3), [F¹_ref, F¹_tar, F²_ref, F²_tar, …], written straight into reshape(F) (B, N·C, H, W):
         # no list of stage maps + concatenated copy at once (each is 0.37 GB at 320², N = 14, C = 64).
         stacked, slot = None, 0
@@ -326,8 +328,9 @@ class MultiStageNetwork(nn.Module):
             restored = restored + integrated
         reference_image = None
         if branch is not None and reference is not None:
-            reference_image = branch.tail(branch.attention(reference))
-        return Prediction(image=self.target.tail(restored), reference_image=reference_image, extras=extras)
+            reference_image = grid.crop_hr(branch.tail(branch.attention(reference)))
+        image = grid.crop_hr(self.target.tail(restored))
+        return Prediction(image=image, reference_image=reference_image, extras=extras)
 
 
 @register("minet")

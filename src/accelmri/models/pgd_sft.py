@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from accelmri.models.base import Prediction, check_batch
+from accelmri.models.base import GridPadding, Prediction, check_batch
 from accelmri.models.baselines.interpolation import sinc_interpolate, to_batch_units
 from accelmri.models.blocks.common import OutputConv, conv
 from accelmri.models.blocks.rrdb import RRDB, RRDBSFT
@@ -345,17 +345,18 @@ class PGDSFT(nn.Module):
     def forward(self, batch: Sample) -> Prediction:
         """SR image ``(B, 1, s·h, s·w)``, Rec image ``|x*| (B, 1, h, w)`` and DEQ statistics (see the class doc)."""
         check_batch("pgd_sft", self.required_fields, batch)
+        grid = GridPadding.for_size(batch.lr_input.shape[-2:], self.scale)  # the SR module on the truncation grid
         if self.prox is None and self.sr is not None:  # "sr_only": no Rec module
-            return Prediction(image=self.sr(batch.lr_input, None))
+            return Prediction(image=grid.crop_hr(self.sr(grid.pad_lr(batch.lr_input), None)))
         x, iterations, residual = self.reconstruct(batch)
         lr_image = to_batch_units(x.abs()[:, None], batch)
         extras = {"deq_iterations": torch.tensor(iterations, device=x.device), "deq_residual": residual.float()}
         if self.sr is None:
             image = to_batch_units(sinc_interpolate(x, self.scale).abs()[:, None], batch)
         elif self.condition is None:
-            image = self.sr(lr_image, None)
+            image = grid.crop_hr(self.sr(grid.pad_lr(lr_image), None))
         else:
-            image = self.sr(batch.lr_input, self.condition(lr_image))
+            image = grid.crop_hr(self.sr(grid.pad_lr(batch.lr_input), self.condition(grid.pad_lr(lr_image))))
         return Prediction(image=image, lr_image=lr_image, extras=extras)
 
 

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from accelmri.models.base import Prediction, check_batch, network_input
+from accelmri.models.base import GridPadding, Prediction, check_batch, network_input
 from accelmri.models.blocks.common import OutputConv, ResBlock, Upsampler, conv
 from accelmri.models.blocks.correspondence import parse_search_dtype, relevance_search, transfer
 from accelmri.models.registry import register
@@ -166,6 +166,7 @@ class T2Net(nn.Module):
         block_size: int = 512,
     ) -> None:
         super().__init__()
+        self.scale = scale
         self.in_channels = in_channels
         self.sr = _Branch(in_channels, channels, n_blocks)
         self.sr_tail = nn.Sequential(Upsampler(scale, channels), OutputConv(channels, 1))
@@ -185,14 +186,16 @@ class T2Net(nn.Module):
         """SR image ``(B, 1, s·h, s·w)`` and Rec image ``(B, 1, h, w)`` (``None`` without the Rec branch)."""
         check_batch("t2net", self.required_fields, batch)
         x = network_input(batch, self.in_channels)
+        grid = GridPadding.for_size(x.shape[-2:], self.scale)  # any LR parity on the truncation grid
+        x = grid.pad_lr(x)
         shallow = self.sr.head(x)
         sr = shallow
         if self.rec is None or self.rec_tail is None:
             for block in self.sr.blocks:
                 sr = block(sr)
-            return Prediction(image=self.sr_tail(sr + shallow))
+            return Prediction(image=grid.crop_hr(self.sr_tail(sr + shallow)))
         rec = self.rec.head(x)
         for i, (sr_block, rec_block) in enumerate(zip(self.sr.blocks, self.rec.blocks, strict=True)):
             sr, rec = sr_block(sr), rec_block(rec)
             sr = sr + rec if self.transformers is None else self.transformers[i](sr, rec)
-        return Prediction(image=self.sr_tail(sr + shallow), lr_image=self.rec_tail(rec))
+        return Prediction(image=grid.crop_hr(self.sr_tail(sr + shallow)), lr_image=grid.crop_lr(self.rec_tail(rec)))

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
-from accelmri.models.base import Prediction, check_batch
+from accelmri.models.base import GridPadding, Prediction, check_batch
 from accelmri.models.baselines.interpolation import check_scale
 from accelmri.models.blocks.common import OutputConv, ResBlock, Upsampler, conv
 from accelmri.models.registry import register
@@ -55,6 +55,7 @@ class EDSR(nn.Module):
 
     def forward(self, batch: Sample) -> Prediction:
         check_batch("edsr", self.required_fields, batch)
-        features = self.head(batch.lr_input)
+        grid = GridPadding.for_size(batch.lr_input.shape[-2:], self.scale)  # any LR parity on the truncation grid
+        features = self.head(grid.pad_lr(batch.lr_input))
         features = features + self.body(features)
-        return Prediction(image=self.tail(self.upsampler(features)))
+        return Prediction(image=grid.crop_hr(self.tail(self.upsampler(features))))
