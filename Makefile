@@ -29,9 +29,9 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 # Order independence: the suite once in random order (pytest-randomly; it prints the seed, rerun a failure with
-# -p randomly -p "randomly_seed=SEED"), then every test file alone.
+# -p randomly --randomly-seed=SEED), then every test file alone.
 test-order: $(STAMP)
-	$(PY) -m pytest -q -p randomly
+	$(PY) -m pytest -p randomly
 	for f in tests/test_*.py; do $(PY) -m pytest -q -p no:cacheprovider "$$f" || exit 1; done
 
 lint: $(STAMP)
