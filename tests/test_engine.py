@@ -101,14 +101,14 @@ def test_every_config_parses_and_round_trips(path: Path) -> None:
 # by model and scale; the `_refcode` variants by the same keys. A config building another size fails.
 PAPER_CONFIG_PARAMETERS = {
     ("t2net", 2): 1_399_938, ("t2net", 4): 1_547_650,
-    ("minet", 2): 6_637_466, ("minet", 4): 6_785_178,
-    ("sanet", 2): 7_011_098, ("sanet", 4): 7_158_810,
+    ("minet", 2): 6_637_467, ("minet", 4): 6_785_179,  # + the scaled affinity's temperature
+    ("sanet", 2): 7_011_099, ("sanet", 4): 7_158_811,
     ("fasrnet", 2): 4_948_801, ("fasrnet", 4): 6_536_129,
     ("pgd_sft", 2): 17_418_756,
 }
 REFCODE_CONFIG_PARAMETERS = {
     ("t2net", 2): 1_399_938,  # V = F_Rec has no weights of its own
-    ("minet", 2): 6_637_468,  # + the learnable γ scalars (csa_gamma: 0.0)
+    ("minet", 2): 6_637_468,  # + the learnable γ scalars (csa_gamma: 0.0); affinity "paper" has no temperature
     ("sanet", 2): 4_745_084,  # attention_stages refcode (4 groups), batch norm, learnable γ
 }
 

@@ -185,20 +185,50 @@ def test_integration_conv_reads_every_stage(use_reference: bool) -> None:
     assert model.integration.fuse.out_channels == TINY["channels"]
 
 
-def test_integration_matches_the_explicit_formula() -> None:
-    """Eqs. (7)–(8) written out: ``conv(reshape(softmax(F̂F̂ᵀ)F̂ + F̂))``, against the weight-mixing form."""
+@pytest.mark.parametrize("affinity", ["paper", "scaled"])
+def test_integration_matches_the_explicit_formula(affinity: str) -> None:
+    """Eqs. (7)–(8) written out: ``conv(reshape(S F̂ + F̂))`` with ``S = softmax(F̂F̂ᵀ)`` ("paper") or
+    ``softmax(τ·cos)`` ("scaled"), against the weight-mixing form."""
     n, channels = 5, 3
-    module = MultiStageIntegration(n, channels)
+    module = MultiStageIntegration(n, channels, affinity, temperature=2.5)  # type: ignore[arg-type]
     features = [0.05 * torch.randn(2, channels, 6, 7) for _ in range(n)]  # small: a soft, non-one-hot affinity
     flat = torch.cat(features, dim=1).reshape(2, n, -1)
-    affinity = torch.softmax(flat @ flat.transpose(1, 2), dim=-1)
-    expected = module.fuse((affinity @ flat + flat).reshape(2, n * channels, 6, 7))
+    if affinity == "paper":
+        affinity_matrix = torch.softmax(flat @ flat.transpose(1, 2), dim=-1)
+    else:
+        norms = flat.norm(dim=-1, keepdim=True)
+        affinity_matrix = torch.softmax(2.5 * (flat @ flat.transpose(1, 2)) / (norms * norms.transpose(1, 2)), dim=-1)
+    expected = module.fuse((affinity_matrix @ flat + flat).reshape(2, n * channels, 6, 7))
     out, got_affinity = module(torch.cat(features, dim=1))
-    assert torch.allclose(got_affinity, affinity, atol=1e-6)
-    assert affinity.max() < 0.9  # the test exercises the mixing, not a one-hot selection
+    assert torch.allclose(got_affinity, affinity_matrix, atol=1e-6)
+    assert affinity_matrix.max() < 0.9  # the test exercises the mixing, not a one-hot selection
     assert torch.allclose(out, expected, atol=1e-5)
     with pytest.raises(ValueError, match="features"):
         module(torch.cat(features[:-1], dim=1))
+    with pytest.raises(ValueError, match="affinity must be one of"):
+        MultiStageIntegration(n, channels, "dot")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("cls", [MINet, SANet])
+def test_integration_mixes_stages_and_learns_its_affinity(cls: type[MultiStageNetwork]) -> None:
+    """On real stage features (32² phantom batch) Eq. 7 as written is one-hot (logits ~1e5, no gradient reaches
+    the affinity); the default scaled affinity has soft rows and its temperature gets a gradient."""
+    batch = batch_of()
+    paper = tiny(cls, channels=16, affinity="paper")
+    assert paper.integration is not None and paper.integration.temperature is None
+    with torch.no_grad():
+        row_max = paper(batch).extras["layer_affinity"].max(dim=-1).values
+    assert float(row_max.mean()) > 0.99  # saturated: every row (nearly) one-hot
+
+    model = tiny(cls, channels=16)
+    assert model.integration is not None and model.integration.temperature is not None
+    prediction = model(batch)
+    affinity = prediction.extras["layer_affinity"]
+    n = affinity.shape[-1]
+    assert float(affinity.max(dim=-1).values.mean()) < 0.5  # every stage draws on several stages
+    assert float(affinity.min()) > 0.1 / n
+    prediction.image.abs().mean().backward()
+    assert model.integration.temperature.grad is not None and float(model.integration.temperature.grad.abs()) > 0
 
 
 def test_channel_spatial_attention_is_a_3d_conv() -> None:

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from accelmri.models.blocks.common import conv
-from accelmri.models.minet import MultiStageNetwork
+from accelmri.models.minet import Affinity, MultiStageNetwork
 from accelmri.models.registry import register
 
 __all__ = ["REFCODE_ATTENTION_STAGES", "AttentionStages", "SANet", "SeparableAttention"]
@@ -99,6 +99,8 @@ class SANet(MultiStageNetwork):
         reduction: channel-attention reduction (paper 16).
         use_reference: ``False`` = ablation Ab_1/Ab_2 (Table III): single contrast, no separable attention.
         use_integration: ``False`` = no ``M_Int`` (Table III, Ab_1–Ab_3).
+        affinity: ``"scaled"`` (default; learnable stage mixing) or ``"paper"`` (Eq. 13 as written, saturated);
+            see :class:`~accelmri.models.minet.MultiStageIntegration`.
         use_csa: ``False`` = no ``M_Att`` (Table III, Ab_1).
         csa_gamma: ``None`` = Eq. (7) as written; ``0.0`` = the reference code's learnable ``γ`` initialised to 0.
         attention_stages: ``"all"`` (paper: ``S^l`` before every stage) or ``"refcode"`` (the reference code's
@@ -126,6 +128,7 @@ class SANet(MultiStageNetwork):
         reduction: int = 16,
         use_reference: bool = True,
         use_integration: bool = True,
+        affinity: Affinity = "scaled",
         use_csa: bool = True,
         csa_gamma: float | None = None,
         attention_stages: AttentionStages = "all",
@@ -147,6 +150,7 @@ class SANet(MultiStageNetwork):
             reduction=reduction,
             use_reference=use_reference,
             use_integration=use_integration,
+            affinity=affinity,
             use_csa=use_csa,
             csa_gamma=csa_gamma,
             make_fusion=lambda: SeparableAttention(channels, attention_channels, batch_norm),
