@@ -278,17 +278,24 @@ def report(
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="New (or empty) output folder.")] = Path("demo"),
-    steps: Annotated[int, typer.Option(help="Training steps per learned model.")] = 300,
+    steps: Annotated[int, typer.Option(help="Training steps of every learned model (the same for all).")] = 600,
+    seeds: Annotated[int, typer.Option(help="Training seeds per learned model (mean ± std over seeds).")] = 1,
+    ablations: Annotated[bool, typer.Option(help="Also train the papers' ablations.")] = False,
 ) -> None:
-    """The main job: simulate the digital brain, train every method small, evaluate on held-out subjects, report."""
+    """The main job: simulate the digital brain, train every method small, evaluate on held-out subjects, report.
+
+    The study: ``accelmri demo --seeds 3 --ablations`` (docs/results.md).
+    """
     from accelmri.engine.demo import run_demo
 
     try:
-        results = run_demo(out, steps=steps, log=lambda message: console.print(escape(message)))
+        results = run_demo(out, steps=steps, seeds=seeds, ablations=ablations,
+                           log=lambda message: console.print(escape(message)))
     except (OSError, ValueError) as err:
         raise fail(err) from err
     console.print((results).read_text())
-    console.print(f"wrote {escape(str(results))} and {escape(str(results.parent / 'report' / 'report.html'))}")
+    console.print(f"wrote {escape(str(results))}, results.json and "
+                  f"{escape(str(results.parent / 'report' / 'report.html'))}")
 
 
 def main() -> None:
