@@ -19,14 +19,15 @@ def test_every_learned_model_of_an_experiment_gets_the_same_budget_and_patches(t
     for experiment, methods in configs.items():
         learned = {label: runs for label, runs in methods.items() if label not in EXPERIMENTS[experiment]["baselines"]}
         assert set(learned) == set(EXPERIMENTS[experiment]["models"])  # ablations included
+        budget = round(40 * EXPERIMENTS[experiment]["step_fraction"])
         for label, runs in learned.items():
             assert [run["trainer"]["seed"] for run in runs] == [0, 1, 2]
             assert len({run["trainer"]["out_dir"] for run in runs}) == 3
             for run in runs:
-                assert run["trainer"]["max_steps"] == 40, label
+                assert run["trainer"]["max_steps"] == budget, label
                 assert run["data"].get("patch_size") == EXPERIMENTS[experiment]["data"].get("patch_size"), label
                 assert run["optimizer"] == {"name": "adam", "lr": 1e-3}, label
-                assert run["scheduler"]["milestones"] == [20, 30], label
+                assert run["scheduler"]["milestones"] == [round(budget / 2), round(budget * 3 / 4)], label
         for label in EXPERIMENTS[experiment]["baselines"]:
             assert len(methods[label]) == 1
     quick = demo_configs(tmp_path, steps=40)
