@@ -107,3 +107,6 @@ def test_run_demo_trains_every_seed_and_writes_seed_statistics(tmp_path: Path) -
     assert (out / "report" / "report.html").is_file()
     with pytest.raises(FileExistsError):
         run_demo(out, steps=2, log=lambda _: None, experiments=tiny)
+    with pytest.raises(ValueError, match="unknown experiment joint"):
+        run_demo(tmp_path / "other", steps=2, log=lambda _: None, experiments=tiny, only=["joint"])
+    assert not (tmp_path / "other").exists()

@@ -281,6 +281,9 @@ def demo(
     steps: Annotated[int, typer.Option(help="Training steps of every learned model (the same for all).")] = 600,
     seeds: Annotated[int, typer.Option(help="Training seeds per learned model (mean ± std over seeds).")] = 1,
     ablations: Annotated[bool, typer.Option(help="Also train the papers' ablations.")] = False,
+    experiment: Annotated[
+        list[str] | None, typer.Option(help="Run only this experiment (sr2x, joint2x); repeatable.")
+    ] = None,
 ) -> None:
     """The main job: simulate the digital brain, train every method small, evaluate on held-out subjects, report.
 
@@ -289,7 +292,7 @@ def demo(
     from accelmri.engine.demo import run_demo
 
     try:
-        results = run_demo(out, steps=steps, seeds=seeds, ablations=ablations,
+        results = run_demo(out, steps=steps, seeds=seeds, ablations=ablations, only=experiment,
                            log=lambda message: console.print(escape(message)))
     except (OSError, ValueError) as err:
         raise fail(err) from err

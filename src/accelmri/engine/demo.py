@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from copy import deepcopy
 from pathlib import Path
 from typing import Any
@@ -292,7 +292,8 @@ def write_examples(sources: list[Path], names: list[str], path: Path, slices: in
 
 
 def run_demo(out: Path, steps: int = 600, seeds: int = 1, ablations: bool = False,
-             log: Callable[[str], None] = print, experiments: dict[str, dict[str, Any]] | None = None) -> Path:
+             log: Callable[[str], None] = print, experiments: dict[str, dict[str, Any]] | None = None,
+             only: Sequence[str] | None = None) -> Path:
     """Run the demo into ``out`` and return ``out/results.md`` (``results.json`` and ``report/report.html`` beside).
 
     Args:
@@ -302,15 +303,21 @@ def run_demo(out: Path, steps: int = 600, seeds: int = 1, ablations: bool = Fals
         ablations: also train the ablations of each experiment (``"ablation": True`` entries).
         log: progress messages.
         experiments: the experiment table (default :data:`EXPERIMENTS`; tests pass smaller ones).
+        only: run only these experiments of the table (``None``: all).
 
     Raises:
         FileExistsError: if ``out`` exists and is not empty (nothing is overwritten).
-        ValueError: ``steps`` or ``seeds`` below 1.
+        ValueError: ``steps`` or ``seeds`` below 1, or an experiment name not in the table.
     """
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out}: exists and is not empty; choose a new --out folder")
     table = experiments or EXPERIMENTS
+    if only:
+        unknown = sorted(set(only) - set(table))
+        if unknown:
+            raise ValueError(f"unknown experiment {', '.join(unknown)}; choose from {', '.join(table)}")
+        table = {name: spec for name, spec in table.items() if name in only}
     all_configs = demo_configs(out, steps, seeds, ablations, table)
     out.mkdir(parents=True, exist_ok=True)
     runs: list[Path] = []
