@@ -113,7 +113,7 @@ def test_targets_from_forward_rows() -> None:
 def test_demo_configs_are_the_demo_models() -> None:
     from accelmri.engine.demo import EXPERIMENTS
 
-    demo = {name: {"scale": spec["data"]["acquisition"]["scale"], **spec["models"][name][0]}
+    demo = {name: {"scale": spec["data"]["acquisition"]["scale"], **spec["models"][name]["kwargs"]}
             for spec in EXPERIMENTS.values() for name in spec["models"] if name in DEMO_CONFIGS}
     assert demo == DEMO_CONFIGS
 

@@ -26,7 +26,8 @@ def test_every_learned_model_of_an_experiment_gets_the_same_budget_and_patches(t
             for run in runs:
                 assert run["trainer"]["max_steps"] == budget, label
                 assert run["data"].get("patch_size") == EXPERIMENTS[experiment]["data"].get("patch_size"), label
-                assert run["optimizer"] == {"name": "adam", "lr": 1e-3}, label
+                lr = EXPERIMENTS[experiment]["models"][label].get("config", {}).get("optimizer", {}).get("lr", 1e-3)
+                assert run["optimizer"] == {"name": "adam", "lr": lr}, label
                 assert run["scheduler"]["milestones"] == [round(budget / 2), round(budget * 3 / 4)], label
         for label in EXPERIMENTS[experiment]["baselines"]:
             assert len(methods[label]) == 1

@@ -12,7 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from accelmri.models import build
+from accelmri.models.baselines.interpolation import bicubic_upsample, sinc_interpolate
 from accelmri.models.blocks.correspondence import relevance_search
+from accelmri.models.blocks.texture_extractor import TextureExtractor, save_extractor
 from accelmri.models.blocks.vgg import VGG19_LAYERS, VGG19Features
 from accelmri.models.fasrnet import FASRNet
 from tests.model_utils import bicubic, make_batch, overfit, parameters_without_gradient, psnr
@@ -211,3 +213,82 @@ def test_overfits_one_batch_beyond_bicubic() -> None:
     with torch.no_grad():
         gain = psnr(model(batch).image, batch.target) - psnr(bicubic(batch), batch.target)
     assert gain >= 3.0, gain
+
+
+def _cosines(size: tuple[int, int], frequencies: tuple[float, float], offset: float = 0.5) -> torch.Tensor:
+    """``(1, 1, H, W)`` ``cos(π·f_y·(y + offset)/H)·cos(π·f_x·(x + offset)/W)``: a 2-D cosine-transform basis image."""
+    ys, xs = (torch.arange(n, dtype=torch.float64) + offset for n in size)
+    rows = torch.cos(torch.pi * frequencies[0] * ys / size[0])
+    cols = torch.cos(torch.pi * frequencies[1] * xs / size[1])
+    return (rows[:, None] * cols[None, :])[None, None]
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_residual_base_and_query_follow_the_degradation(scale: int) -> None:
+    """With the tail zeroed the output is the residual base LR↑: sinc ("kspace") or bicubic ("bicubic").
+
+    An LR image of a band-limited cosine (sampled at LR pixel centres, which sit at HR pixels s·i on the truncation
+    grid) is interpolated exactly by the mirrored sinc interpolation; bicubic is off by percents; plain periodic
+    sinc rings at the borders (the image is not periodic).
+    """
+    lr_size, frequencies = (8, 10), (3.0, 5.0)
+    lr = (1.5 + _cosines(lr_size, frequencies)).float()
+    hr = (1.5 + _cosines((scale * lr_size[0], scale * lr_size[1]), frequencies, offset=scale / 2)).float()
+    batch = make_batch(scale=scale, size=(scale * lr_size[0], scale * lr_size[1]), slices=1)
+    batch = replace(batch, lr_input=lr, reference=hr)
+    for mode, expected in (("kspace", hr), ("bicubic", bicubic_upsample(lr, scale))):
+        torch.manual_seed(0)
+        model = tiny(scale, reference_downsampling=mode)
+        for parameter in model.tail.parameters():
+            nn.init.zeros_(parameter)
+        with torch.no_grad():
+            image = model(batch).image
+        assert torch.allclose(image, expected, atol=1e-5), mode
+    assert (bicubic_upsample(lr, scale) - hr).abs().max() > 1e-2
+    assert (sinc_interpolate(lr, scale).real - hr).abs().max() > 1e-2
+
+
+def test_mirrored_sinc_is_as_good_as_sinc_on_slices_and_does_not_ring_on_patches() -> None:
+    """Whole slice: the base is as close to the target as ``sinc_interpolate`` (and closer than bicubic). Patch of a
+    non-periodic image (a ramp): the base is close to the whole image's base cut to the patch, unlike periodic sinc."""
+    batch = make_batch(scale=2, size=(64, 64), slices=1)
+    model = tiny(2)
+    errors = {name: F.mse_loss(image, batch.target) for name, image in (
+        ("mirrored", model._upsampled_lr(batch.lr_input)), ("sinc", sinc_interpolate(batch.lr_input, 2).real),
+        ("bicubic", bicubic_upsample(batch.lr_input, 2)))}
+    assert errors["mirrored"] <= 1.001 * errors["sinc"] and errors["sinc"] < errors["bicubic"], errors
+    ys, xs = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    lr = (1 + ys / 32 + 2 * xs / 32 + 0.2 * torch.sin(xs / 3))[None, None]
+    cut = model._upsampled_lr(lr)[..., 16:48, 24:56]
+    patch = model._upsampled_lr(lr[..., 8:24, 12:28])
+    periodic = sinc_interpolate(lr[..., 8:24, 12:28], 2).real
+    assert (patch - cut).abs().mean() < 0.1 * (periodic - cut).abs().mean()  # measured: 0.009×
+
+
+def test_kspace_reference_degradation_removes_the_outer_band() -> None:
+    """Ref↓↑ ("kspace") keeps cosines below the truncation band and removes those above it (mirror extension:
+    cosine-transform frequencies ``f`` of an ``H``-pixel side are kept for ``f < H/s``)."""
+    size = (32, 24)
+    model = tiny(2)
+    low = (2.0 + _cosines(size, (5.0, 7.0))).float()
+    high = _cosines(size, (20.0, 3.0)).float()
+    assert torch.allclose(model._degraded_reference(low), low, atol=1e-5)
+    assert model._degraded_reference(high).abs().max() < 1e-5
+    assert model._degraded_reference(low + high).dtype == torch.float32
+
+
+def test_extractor_weights_load_the_pretrained_substitute(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    extractor = TextureExtractor((4, 8, 8))
+    path = save_extractor(extractor, tmp_path / "extractor.pt", {"steps": 0})
+    model = FASRNet(scale=2, channels=8, n_blocks=(1, 1), embed_channels=8, extractor_weights=path)
+    assert isinstance(model.backbone, TextureExtractor) and model.level_channels == (4, 8, 8)
+    for key, value in extractor.state_dict().items():
+        assert torch.equal(model.backbone.state_dict()[key], value)
+    batch = make_batch(scale=2, size=(32, 32))
+    prediction = model(batch)
+    assert parameters_without_gradient(model, F.l1_loss(prediction.image, batch.target)) == []
+    with pytest.raises(ValueError, match="no backbone or vgg_weights"):
+        FASRNet(scale=2, extractor_weights=path, vgg_weights=tmp_path / "vgg19.pth")
+    with pytest.raises(FileNotFoundError, match="pretrain_extractor"):
+        FASRNet(scale=2, extractor_weights=tmp_path / "absent.pt")

@@ -1,7 +1,7 @@
 """FASR-Net: flexible-alignment reference-based super-resolution (paper 002, Liu et al., Sec. III; design/models.md).
 
 A TTSR-style network (Yang et al., CVPR 2020). Three images enter (Sec. III-A): ``LR↑`` (the LR target
-bicubic-upsampled to the HR grid), ``Ref↓↑`` (the reference degraded by the SR scale and upsampled back, so it is
+upsampled to the HR grid), ``Ref↓↑`` (the reference degraded by the SR scale and upsampled back, so it is
 "domain-consistent" with ``LR↑``) and ``Ref``. A texture extractor (Sec. III-B, Eqs. 4–6) maps each to a
 three-level pyramid, level ``i`` at ``HR / 2^i`` (VGG19 relu1_2, relu2_2, relu3_2 — the paper's "4×, 2×, 1×"
 features): ``Q`` from ``LR↑``, ``K`` from ``Ref↓↑``, ``V`` from ``Ref``. The flexible alignment (Sec. III-C) finds
@@ -46,18 +46,32 @@ Where this differs from the paper:
   would be relu1_2. Values are not embedded (``F_WE-v``, Eq. 9, is folded into the fusion conv): the raw
   reference features are transferred, as in M-A and TTSR.
 - The output adds ``LR↑`` (global residual learning, as VDSR/EDSR); the paper does not say.
-- ``Ref↓`` defaults to k-space truncation (:func:`~accelmri.physics.degrade.lowres`, real part), the degradation
-  our LR inputs have; ``reference_downsampling="bicubic"`` is the paper's image-domain bicubic.
+- Degradation (``reference_downsampling``). Default ``"kspace"``, the degradation our LR inputs have (k-space
+  truncation, :func:`~accelmri.physics.degrade.lowres`): ``LR↑`` is the sinc interpolation of the LR magnitude
+  (real part of :func:`~accelmri.models.baselines.interpolation.sinc_interpolate`, zero-padding of its k-space:
+  the exact inverse of the truncation; bicubic is ≈ 2.5 dB worse on such data, and the residual base bounds
+  what a small network can add) and ``Ref↓↑`` is the reference truncated and zero-padded back (its outer k-space
+  band removed, real part), so query and key are degraded alike. Both are computed on the image's mirror
+  extension (``[x, flip(x)]`` per axis, cropped back): training runs on patches (``SliceDataset(patch_size=…)``),
+  whose FFT frame wraps one border onto the other; plain sinc interpolation of a 32² patch rings there and is
+  8 dB below the whole slice's sinc image cut to the patch (26.2 vs 34.3 dB on digital-brain T2, 2×; mirrored:
+  32.2 dB), a base the network would learn to correct only in training. On whole slices the mirror changes the
+  base by 0.01 dB. ``"bicubic"`` is the paper's image-domain recipe: ``LR↑`` bicubic (on the truncation grid),
+  ``Ref↓↑`` bicubic ↓ then ↑.
 - The extractor sees the batch's normalised 1-channel images (repeated to RGB, ImageNet mean/std inside
   :class:`~accelmri.models.blocks.vgg.VGG19Features`); the reference code feeds 3-channel copies in [-1, 1].
 
 Texture extractor: the paper initialises VGG19 from ImageNet and fine-tunes it (Sec. III-B, IV-B). ImageNet
 weights cannot be downloaded here: pass ``vgg_weights=PATH`` (torchvision layout) for real runs; the random
-initialisation used when it is ``None`` is the offline default for tests and smoke runs only. Any backbone can be
-plugged in (paper Table II tries ResNets): an ``nn.Module`` with an ``out_channels`` attribute (three ints, finest
-level first) whose ``forward(x, num_levels)`` takes ``(N, 1, H, W)`` images and returns a sequence or mapping of
-the first ``num_levels`` feature maps at ``HR``, ``HR/2``, ``HR/4`` (deeper levels that are not needed are not
-computed).
+initialisation used when it is ``None`` is the offline default for tests and smoke runs only (its M-A matches
+land within ±1 px of the co-registered position far less often than a trained extractor's:
+``benchmarks/fasrnet_matching.py``). Without VGG19 weights, use the trained substitute: ``extractor_weights=PATH``
+loads a :class:`~accelmri.models.blocks.texture_extractor.TextureExtractor` pretrained for cross-contrast matching
+(:func:`~accelmri.models.blocks.texture_extractor.pretrain_extractor` on digital-brain training subjects), which
+is fine-tuned like VGG19. Any backbone can be plugged in (paper Table II tries ResNets): an ``nn.Module`` with an
+``out_channels`` attribute (three ints, finest level first) whose ``forward(x, num_levels)`` takes ``(N, 1, H, W)``
+images and returns a sequence or mapping of the first ``num_levels`` feature maps at ``HR``, ``HR/2``, ``HR/4``
+(deeper levels that are not needed are not computed).
 """
 
 from __future__ import annotations
@@ -75,10 +89,9 @@ from accelmri.models.base import GridPadding, Prediction, check_batch, network_i
 from accelmri.models.baselines.interpolation import bicubic_upsample
 from accelmri.models.blocks.common import OutputConv, ResBlock, Upsampler, conv
 from accelmri.models.blocks.correspondence import parse_search_dtype, relevance_search, transfer
+from accelmri.models.blocks.texture_extractor import load_extractor, mirrored_band_limit, mirrored_sinc_upsample
 from accelmri.models.blocks.vgg import VGG19Features
 from accelmri.models.registry import register
-from accelmri.physics.degrade import lowres
-from accelmri.physics.fft import fft2c, ifft2c
 
 if TYPE_CHECKING:  # models read the batch contract by attribute; the import is for type checkers only
     from accelmri.data.sample import Sample
@@ -120,14 +133,20 @@ class FASRNet(nn.Module):
             (TTSR; ablation "w/o FA"); ``use_sa``/``use_ma`` then do not apply.
         backbone: texture extractor (see module docstring); default VGG19 relu1_2/relu2_2/relu3_2, fine-tuned.
         vgg_weights: torchvision-layout VGG19 weights for the default backbone (``None`` = random, tests only).
-        reference_downsampling: ``"kspace"`` (default) or ``"bicubic"`` (paper) for ``Ref↓``.
+        extractor_weights: a :func:`~accelmri.models.blocks.texture_extractor.save_extractor` file: the backbone
+            is then the pretrained :class:`~accelmri.models.blocks.texture_extractor.TextureExtractor` (the trained
+            substitute for ImageNet VGG19 when no VGG19 weights are available), fine-tuned like VGG19.
+        reference_downsampling: the degradation behind ``LR↑`` (query and residual base) and ``Ref↓↑`` (key):
+            ``"kspace"`` (default: sinc / k-space band removal, for k-space-truncated LR) or ``"bicubic"`` (paper).
         search_block_size: keys per block of the relevance search (memory ∝ block size only; the result is exact).
         search_window: optional local search (``±window`` key pixels; an approximation, never the default).
         search_dtype: optional correlation dtype, e.g. ``torch.bfloat16`` or ``"bfloat16"`` (never the default).
 
     Raises:
         ValueError: bad scale, too few ``n_blocks``, FA with neither S-A nor M-A, a backbone without
-            ``out_channels`` of three levels, a bad ``reference_downsampling`` or ``search_dtype``.
+            ``out_channels`` of three levels, a bad ``reference_downsampling`` or ``search_dtype``,
+            ``extractor_weights`` together with ``backbone`` or ``vgg_weights``.
+        FileNotFoundError: a ``vgg_weights`` or ``extractor_weights`` path without a file.
     """
 
     required_fields = ("lr_input", "reference")
@@ -146,6 +165,7 @@ class FASRNet(nn.Module):
         use_fa: bool = True,
         backbone: nn.Module | None = None,
         vgg_weights: str | Path | None = None,
+        extractor_weights: str | Path | None = None,
         reference_downsampling: str = "kspace",
         search_block_size: int = 512,
         search_window: int | None = None,
@@ -168,7 +188,14 @@ class FASRNet(nn.Module):
         self.search = {"block_size": search_block_size, "window": search_window,
                        "dtype": parse_search_dtype(search_dtype)}
 
-        self.backbone = backbone if backbone is not None else VGG19Features(weights=vgg_weights, trainable=True)
+        if extractor_weights is not None and (backbone is not None or vgg_weights is not None):
+            raise ValueError("extractor_weights selects the pretrained TextureExtractor: no backbone or vgg_weights")
+        if extractor_weights is not None:
+            self.backbone: nn.Module = load_extractor(extractor_weights)
+        elif backbone is not None:
+            self.backbone = backbone
+        else:
+            self.backbone = VGG19Features(weights=vgg_weights, trainable=True)
         level_channels = tuple(getattr(self.backbone, "out_channels", ()))
         if len(level_channels) != _LEVELS:
             raise ValueError(f"the backbone needs an out_channels attribute of {_LEVELS} ints, got {level_channels}")
@@ -197,13 +224,29 @@ class FASRNet(nn.Module):
         self.tail = nn.Sequential(conv(tail_in, channels), nn.ReLU(inplace=True), OutputConv(channels, 1))
 
     # ----------------------------------------------------------------------------------------- inputs, features
-    def _degraded_reference(self, reference: torch.Tensor) -> torch.Tensor:
-        """``Ref↓↑`` ``(B, 1, H, W)``: k-space truncation by the scale (real part) or bicubic ↓, then bicubic ↑."""
+    def _upsampled_lr(self, lr: torch.Tensor) -> torch.Tensor:
+        """``LR↑`` ``(B, 1, s·h, s·w)`` float32 from the LR magnitude ``(B, 1, h, w)``: the residual base and the query.
+
+        ``"kspace"``: :func:`~accelmri.models.blocks.texture_extractor.mirrored_sinc_upsample` (sinc interpolation
+        of the mirror-extended image): on data made by k-space truncation it inverts the truncation (bicubic is
+        ≈ 2.5 dB worse), and the mirror keeps a patch's borders from ringing (see the module docstring).
+        ``"bicubic"``: the paper's bicubic, on the truncation grid (:func:`bicubic_upsample`).
+        """
         if self.reference_downsampling == "kspace":
-            low = ifft2c(lowres(fft2c(reference), self.scale)).real
-        else:
-            size = (reference.shape[-2] // self.scale, reference.shape[-1] // self.scale)
-            low = F.interpolate(reference, size=size, mode="bicubic", align_corners=False, antialias=True)
+            return mirrored_sinc_upsample(lr, self.scale)
+        return bicubic_upsample(lr, self.scale)
+
+    def _degraded_reference(self, reference: torch.Tensor) -> torch.Tensor:
+        """``Ref↓↑`` ``(B, 1, H, W)``, degraded like ``LR↑`` (see :meth:`_upsampled_lr`).
+
+        ``"kspace"``: :func:`~accelmri.models.blocks.texture_extractor.mirrored_band_limit` (k-space truncation by
+        the scale and zero-padding back, of the mirror-extended reference: its outer k-space band removed);
+        ``"bicubic"``: bicubic ↓ (antialiased) then bicubic ↑ (paper, Sec. III-A).
+        """
+        if self.reference_downsampling == "kspace":
+            return mirrored_band_limit(reference, self.scale)
+        size = (reference.shape[-2] // self.scale, reference.shape[-1] // self.scale)
+        low = F.interpolate(reference, size=size, mode="bicubic", align_corners=False, antialias=True)
         return F.interpolate(low, size=reference.shape[-2:], mode="bicubic", align_corners=False)
 
     def _pyramids(self, images: dict[str, tuple[torch.Tensor, int]]) -> dict[str, list[torch.Tensor]]:
@@ -358,7 +401,7 @@ class FASRNet(nn.Module):
         w)])``."""
         height, width = reference.shape[-2:]
         grid = (lr.shape[-2], lr.shape[-1])
-        lr_up = bicubic_upsample(lr, self.scale)  # on the k-space truncation grid
+        lr_up = self._upsampled_lr(lr)
         g = self.grid_level
         query_depth = _LEVELS if self.use_ma else g + 1  # S-A and plain CA query only the LR-grid level
         key_depth = _LEVELS if self.use_fa else g + 1
