@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,13 +21,7 @@ from tests.model_utils import bicubic, make_batch, overfit, parameters_without_g
 ABLATIONS = [{}, {"use_sa": False}, {"use_ma": False}, {"use_chpf": False}, {"use_fa": False}]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models run far faster on one thread than on two contended ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class TinyBackbone(nn.Module):

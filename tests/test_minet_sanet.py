@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
@@ -22,13 +21,7 @@ from tests.model_utils import bicubic, make_batch, overfit, parameters_without_g
 TINY: dict[str, Any] = {"channels": 8, "n_groups": 2, "n_blocks": 1, "reduction": 2}  # CA hidden width 4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: on a shared 2-core machine two threads make small convolutions 5–20× slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @cache

@@ -3,7 +3,6 @@ gradients, ablation modes, discriminator, overfitting."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
@@ -25,13 +24,7 @@ from tests.model_utils import bicubic, make_batch, overfit, parameters_without_g
 TINY = {"channels": 16, "growth": 8, "n_blocks": 1, "cond_channels": 8, "prox_channels": 8, "prox_growth": 8}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny convolutions run fastest single-threaded on the shared CPU (OpenMP spinning dominates otherwise)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _batch(scale: int = 2, coils: int = 1, acceleration: float = 2.5, mask_kind: str = "gaussian1d") -> Sample:
