@@ -34,6 +34,7 @@ from accelmri.data.volume import ImageVolume
 from accelmri.engine.config import ConfigError, DataConfig, DigitalBrainSource, FileEntry, ModelConfig
 from accelmri.io import write_json_atomic
 from accelmri.models import available, build, check_batch
+from accelmri.models.baselines.interpolation import enforce_band_consistency
 
 __all__ = [
     "DATASET_MARKER",
@@ -207,7 +208,9 @@ def build_model(config: ModelConfig, scale: int, source: str = "<config>", key: 
     """Build the registered model and check that it upsamples by the data's scale.
 
     Args:
-        config: name and constructor arguments.
+        config: name and constructor arguments; the extra argument ``kspace_consistency: true`` (any SR model)
+            makes the output k-space consistent with the measured LR data
+            (:func:`accelmri.models.baselines.interpolation.enforce_band_consistency`).
         scale: ``data.acquisition.scale``; a model with a ``scale`` attribute must have been built for it.
         source: the config file (for messages).
         key: the config key of ``config`` (for messages).
@@ -217,14 +220,22 @@ def build_model(config: ModelConfig, scale: int, source: str = "<config>", key: 
     """
     if config.name not in available():
         raise ConfigError(source, f"{key}.name", f"unknown model {config.name!r}; registered: {', '.join(available())}")
+    kwargs = dict(config.kwargs)
+    consistency = kwargs.pop("kspace_consistency", False)
+    if not isinstance(consistency, bool):
+        raise ConfigError(source, f"{key}.kspace_consistency", f"must be true or false, got {consistency!r}")
     try:
-        model = build(config.name, **config.kwargs)
+        model = build(config.name, **kwargs)
     except (TypeError, ValueError) as err:
         raise ConfigError(source, key, f"{config.name}: {err}") from err
     built_scale = getattr(model, "scale", scale)
     if built_scale != scale:
         raise ConfigError(source, f"{key}.scale", f"{config.name} was built for scale {built_scale} but "
                           f"data.acquisition.scale is {scale}; set {key}.scale: {scale}")
+    if consistency:
+        if scale < 2:
+            raise ConfigError(source, f"{key}.kspace_consistency", "is for super-resolution (scale ≥ 2)")
+        enforce_band_consistency(model, scale)
     return model
 
 

@@ -15,6 +15,7 @@ Units: images computed from ``batch.kspace`` are in the batch's k-space units (d
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Literal, get_args
 
 import torch
@@ -24,6 +25,7 @@ from torch import nn
 from accelmri.models.base import Prediction, check_batch
 from accelmri.models.registry import register
 from accelmri.physics.coils import rss, sense_combine
+from accelmri.physics.degrade import lowres
 from accelmri.physics.fft import fft2c, ifft2c
 
 if TYPE_CHECKING:
@@ -34,9 +36,11 @@ __all__ = [
     "CoilCombination",
     "Sinc",
     "Upsample",
+    "band_consistent",
     "bicubic_upsample",
     "check_scale",
     "check_upsample",
+    "enforce_band_consistency",
     "sinc_interpolate",
     "sinc_upsample",
     "to_batch_units",
@@ -121,6 +125,75 @@ def sinc_interpolate(image: torch.Tensor, scale: int) -> torch.Tensor:
     ``ifft2c(zero_pad_kspace(fft2c(image), s))``: the image's intensity scale is kept.
     """
     return ifft2c(zero_pad_kspace(fft2c(image), scale))
+
+
+def band_consistent(image: torch.Tensor, lr_image: torch.Tensor, scale: int) -> torch.Tensor:
+    """k-space data consistency for super-resolution: the HR image with its measured band replaced by the LR data.
+
+    ``image + Re ifft2c(zero_pad_kspace(fft2c(lr_image) − lowres(fft2c(image), s), s))``: the central
+    ``h × w`` block of the output's k-space (the band a ``s×`` k-space truncation measures,
+    :func:`accelmri.physics.degrade.lowres`) becomes the LR image's k-space, the outer band is the network's. So
+    ``lowres(fft2c(output)) = fft2c(lr_image)`` on the Hermitian-symmetric part of the block (an even LR side's
+    Nyquist line, index 0, has its mirror outside the block; it is left to the network, so that the output stays
+    real), the output's low-pass equals the sinc-interpolated input
+    (no intensity drift, no darkened background), and the network only adds the unmeasured high frequencies.
+    This is the data-consistency step of model-based reconstruction (e.g. MoDL, Aggarwal et al., IEEE TMI 2019,
+    Eq. 9 with λ → ∞) applied to the truncation operator; with ``image`` = 0 it is the ``sinc`` baseline. Linear
+    in both inputs, so it holds in any affine intensity units shared by the two (the batch's normalisation).
+    Differentiable.
+
+    Args:
+        image: HR image ``(B, C, s·h, s·w)`` float (real).
+        lr_image: the fully sampled LR image ``(B, C, h, w)`` float, same units.
+        scale: SR scale ``s`` (positive int).
+
+    Returns:
+        ``(B, C, s·h, s·w)`` float, ``image``'s dtype.
+
+    Raises:
+        ValueError: a bad ``scale`` or shapes that are not ``s×`` apart.
+    """
+    check_scale(scale)
+    h, w = lr_image.shape[-2:]
+    if tuple(image.shape[-2:]) != (scale * h, scale * w) or image.shape[:-2] != lr_image.shape[:-2]:
+        raise ValueError(f"band consistency needs an HR image {scale}× the LR image, got {tuple(image.shape)} "
+                         f"and {tuple(lr_image.shape)}")
+    residual = fft2c(lr_image.float()) - lowres(fft2c(image.float()), scale)
+    # An even LR side has an unpaired Nyquist line (index 0) whose mirror lies outside the block: the real part
+    # would split it between two HR lines, so that line is left to the network.
+    if h % 2 == 0:
+        residual[..., 0, :] = 0
+    if w % 2 == 0:
+        residual[..., :, 0] = 0
+    return (image.float() + ifft2c(zero_pad_kspace(residual, scale)).real).to(image.dtype)
+
+
+def enforce_band_consistency(model: nn.Module, scale: int) -> nn.Module:
+    """Make a super-resolution model's ``image`` output k-space consistent with ``lr_input`` (:func:`band_consistent`).
+
+    Registers a forward hook (parameters, state dict and attributes are unchanged, so checkpoints stay
+    interchangeable) and sets ``model.kspace_consistency = True``. The hook needs a fully sampled LR acquisition
+    (task ``super_resolution``: ``batch.mask`` all ones); an undersampled batch raises ``ValueError``.
+
+    Args:
+        model: a model whose ``forward(batch)`` returns a :class:`~accelmri.models.base.Prediction`.
+        scale: the model's SR scale ``s``.
+
+    Returns:
+        ``model`` itself.
+    """
+    check_scale(scale)
+
+    def hook(module: nn.Module, args: tuple[Sample, ...], output: Prediction) -> Prediction:
+        batch = args[0]
+        if batch.mask is not None and not bool((batch.mask != 0).all()):
+            raise ValueError("kspace_consistency needs a fully sampled LR acquisition (task super_resolution); "
+                             "this batch is undersampled")
+        return dataclasses.replace(output, image=band_consistent(output.image, batch.lr_input, scale))
+
+    model.register_forward_hook(hook)
+    model.kspace_consistency = True
+    return model
 
 
 def sinc_upsample(kspace: torch.Tensor, scale: int, sens_maps: torch.Tensor | None = None) -> torch.Tensor:
