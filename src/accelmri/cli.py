@@ -243,15 +243,55 @@ def restore(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")] = "auto",
     precision: PrecisionOption = None,
     channels_last: ChannelsLastOption = False,
+    contrast: Annotated[
+        str | None, typer.Option(help="The inputs' contrast (T2, FLAIR, t1_se, ...; default: read from each file's "
+                                 "metadata and name); a warning when it differs from the checkpoint's.")
+    ] = None,
+    reference_contrast: Annotated[
+        str | None, typer.Option(help="The references' contrast (default: read from each reference file).")
+    ] = None,
+    adapt: Annotated[
+        int, typer.Option(min=0, metavar="STEPS", help="Fine-tune a copy of the model on each input for STEPS steps "
+                          "before restoring it (zero-shot, self-supervised; super-resolution checkpoints; "
+                          "docs/engine.md).")
+    ] = 0,
+    adapt_lr: Annotated[
+        float | None, typer.Option(help="Learning rate of --adapt, > 0 (default: 0.1 × the checkpoint's "
+                                   "optimizer.lr).")
+    ] = None,
 ) -> None:
     """Apply a trained model to your files; outputs keep the geometry (voxel size divided by the scale)."""
+    import logging
+    import sys
+    import warnings
+
+    from accelmri.engine.restore import ContrastMismatchWarning
     from accelmri.engine.restore import restore as run_restore
 
+    if adapt_lr is not None and not adapt_lr > 0:
+        raise typer.BadParameter(f"must be > 0, got {adapt_lr}", param_hint="--adapt-lr")
+
+    def one_line(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
+        typer.echo(f"warning: {' '.join(str(message).split())}", err=True)
+
+    log = logging.getLogger("accelmri.engine.adapt")  # the seconds spent adapting, one line per input
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
     try:
-        written = run_restore(checkpoint, inputs, out, reference or None, degrade, overwrite, device=device,
-                              precision=_precision(precision), channels_last=channels_last)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", ContrastMismatchWarning)  # one per input, however many inputs
+            warnings.showwarning = one_line
+            written = run_restore(checkpoint, inputs, out, reference or None, degrade, overwrite, device=device,
+                                  precision=_precision(precision), channels_last=channels_last, contrast=contrast,
+                                  reference_contrast=reference_contrast, adapt_steps=adapt, adapt_lr=adapt_lr)
     except (OSError, ValueError, ImportError) as err:
         raise fail(err) from err
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
     for path in written:
         console.print(f"wrote {escape(str(path))}")
 
@@ -299,6 +339,27 @@ def demo(
     console.print((results).read_text())
     console.print(f"wrote {escape(str(results))}, results.json and "
                   f"{escape(str(results.parent / 'report' / 'report.html'))}")
+
+
+@app.command()
+def realscan(
+    spec: Annotated[Path, typer.Argument(help="Real-scan spec YAML: cases, methods, claims (docs/realscan.md).")],
+    out: Annotated[Path, typer.Option(help="New (or empty) output folder: results.md/.json, report.html, volumes/.")],
+    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out folder (once the run succeeds).")] = False,
+    device: Annotated[str, typer.Option(help="Where checkpoints run: auto, cpu, cuda, cuda:1, ...")] = "auto",
+) -> None:
+    """The real-scan check: degrade real fully sampled scans with each method's acquisition, restore, score
+    (PSNR/SSIM/NMSE, intensity drift, paired claims, error maps). A bad spec: one line on stderr, exit 2."""
+    from accelmri.engine.realscan import realscan as run_realscan
+
+    try:
+        results = run_realscan(spec, out, overwrite=overwrite, device=device,
+                               log=lambda message: console.print(escape(message), soft_wrap=True))
+    except (OSError, ValueError, ImportError) as err:
+        typer.echo(f"error: {' '.join(str(err).split())}", err=True)
+        raise typer.Exit(code=2 if isinstance(err, DataError) else 1) from err
+    console.print(results.read_text(encoding="utf-8"), markup=False, soft_wrap=True)
+    console.print(f"wrote {escape(str(results))}, results.json, report.html and volumes/")
 
 
 def main() -> None:

@@ -17,6 +17,10 @@ papers (MINet, SANet, MTrans) reuse unchanged. For one volume ``gt``/``pred`` of
 
 The dataset-level numbers are then mean (and spread) over volumes: see :func:`aggregate`.
 
+**Intensity drift** (:func:`intensity_drift`, not a fastMRI metric): whether a restored image keeps the intensity
+of its input in the band the input measured. The output is low-passed to that band (centred k-space truncation,
+:func:`lowpass`) and compared with the input's image of the same band, per slice, inside the head.
+
 All metrics are computed in float64 on the CPU. The SSIM uses ``scipy.ndimage.uniform_filter``
 with its default ``mode="reflect"``, as skimage does internally, so it matches skimage to
 floating-point round-off; because the 3-pixel border is cropped, the border mode only changes the
@@ -35,19 +39,28 @@ import numpy as np
 import torch
 from scipy import ndimage, stats
 
+from accelmri.physics.degrade import lowres
+from accelmri.physics.fft import fft2c, ifft2c
+
 __all__ = [
+    "HEAD_THRESHOLD",
     "SSIM_K1",
     "SSIM_K2",
     "SSIM_WIN_SIZE",
     "PairedTTest",
     "aggregate",
     "evaluate_volume",
+    "intensity_drift",
+    "intensity_drift_per_slice",
+    "lowpass",
     "nmse",
     "paired_ttest",
     "psnr",
     "ssim",
 ]
 
+HEAD_THRESHOLD = 0.1
+"""Head mask of :func:`intensity_drift`: pixels above this fraction of the slice maximum of the reference."""
 SSIM_WIN_SIZE = 7
 """Side of the uniform SSIM window (skimage's default, used by fastMRI)."""
 SSIM_K1 = 0.01
@@ -337,3 +350,117 @@ def paired_ttest(
         mean_difference=float(np.mean(a - b)),
         n=int(a.size),
     )
+
+
+def lowpass(image: np.ndarray | torch.Tensor, shape: tuple[int, int]) -> np.ndarray:
+    """Centred k-space truncation of an image to the central ``shape`` block, intensity-preserving.
+
+    ``ifft2c(T fft2c(image))`` where ``T`` keeps the k-space block of ``shape`` centred on the DC sample (rows
+    ``H//2 − h//2 …``, as :func:`accelmri.physics.degrade.lowres`) and multiplies it by ``sqrt(h·w / (H·W))``, so
+    a constant image keeps its value. For ``shape = (H/s, W/s)`` this is exactly ``lowres(·, s)``.
+
+    Args:
+        image: ``(..., H, W)`` real or complex image (numpy array or tensor), e.g. one coil image or a magnitude.
+        shape: ``(h, w)`` with ``1 ≤ h ≤ H`` and ``1 ≤ w ≤ W``.
+
+    Returns:
+        ``(..., h, w)`` complex128 numpy array (the low-passed image on the coarser grid).
+
+    Raises:
+        ValueError: an image with fewer than 2 dims, or a ``shape`` that is not inside ``(H, W)``.
+    """
+    tensor = torch.as_tensor(image).detach().cpu()
+    if tensor.ndim < 2:
+        raise ValueError(f"lowpass: expected an image (..., H, W), got shape {tuple(tensor.shape)}")
+    height, width = tensor.shape[-2:]
+    h, w = int(shape[0]), int(shape[1])
+    if not (1 <= h <= height and 1 <= w <= width):
+        raise ValueError(f"lowpass: band {shape} is not inside the image {height}x{width}")
+    kspace = fft2c(tensor.to(torch.complex128))
+    row0, col0 = height // 2 - h // 2, width // 2 - w // 2
+    block = kspace[..., row0 : row0 + h, col0 : col0 + w] * math.sqrt(h * w / (height * width))
+    return ifft2c(block).numpy()
+
+
+def intensity_drift_per_slice(
+    output: np.ndarray | torch.Tensor, lr_reference: np.ndarray | torch.Tensor, scale: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-slice intensity drift of a restored volume against its input, in the input's band.
+
+    The output ``(S, H, W)`` is low-passed to the LR grid ``(H/s, W/s)`` by centred k-space truncation
+    (:func:`accelmri.physics.degrade.lowres`) and, when ``lr_reference`` is smaller still (the fully sampled
+    calibration band of an undersampled input), further to its shape (:func:`lowpass`); its magnitude ``L`` is
+    compared with ``lr_reference`` ``R`` inside the head ``R > 0.1·max(R)`` (per slice, :data:`HEAD_THRESHOLD`).
+
+    Args:
+        output: restored magnitude volume ``(S, H, W)`` (or one slice ``(H, W)``), real, any units.
+        lr_reference: the input's magnitude in the band it measured, ``(S, h, w)`` (or ``(h, w)``), same units,
+            with ``h ≤ H/s`` and ``w ≤ W/s``: the degraded input itself for a fully sampled LR acquisition
+            (super-resolution).
+        scale: the SR scale ``s`` of the acquisition (positive int dividing ``H`` and ``W``; 1 for none).
+
+    Returns:
+        ``(relative, offset)``, two float64 arrays ``(S,)``: ``relative = mean_head |L − R| / mean_head R``
+        (dimensionless; multiply by 100 for %) and ``offset = mean_head (L − R)`` in the input's grey levels;
+        both NaN for a slice whose reference is empty (``max R ≤ 0``).
+
+    Raises:
+        TypeError: complex or non-numeric input.
+        ValueError: not 2-D/3-D, different slice counts, non-finite values, a scale that does not divide
+            ``(H, W)``, or a reference larger than the LR grid.
+    """
+    out = _as_float64(output, "output")
+    ref = _as_float64(lr_reference, "lr_reference")
+    out, ref = (out[None] if out.ndim == 2 else out), (ref[None] if ref.ndim == 2 else ref)
+    if out.shape[0] != ref.shape[0]:
+        raise ValueError(f"output has {out.shape[0]} slices, lr_reference {ref.shape[0]}")
+    for name, arr in (("output", out), ("lr_reference", ref)):
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name} contains non-finite values (NaN or inf)")
+    low = ifft2c(lowres(fft2c(torch.from_numpy(out).to(torch.complex128)), scale)).numpy()
+    if ref.shape[-2] > low.shape[-2] or ref.shape[-1] > low.shape[-1]:
+        raise ValueError(f"lr_reference {ref.shape[-2:]} is larger than the LR grid {low.shape[-2:]} of scale {scale}")
+    if ref.shape[-2:] != low.shape[-2:]:
+        low = lowpass(low, (ref.shape[-2], ref.shape[-1]))
+    magnitude = np.abs(low)
+    relative = np.full(ref.shape[0], math.nan)
+    offset = np.full(ref.shape[0], math.nan)
+    for index, (lp, reference) in enumerate(zip(magnitude, ref, strict=True)):
+        peak = float(reference.max())
+        if peak <= 0:
+            continue
+        head = reference > HEAD_THRESHOLD * peak
+        difference = lp[head] - reference[head]
+        relative[index] = float(np.abs(difference).mean() / reference[head].mean())
+        offset[index] = float(difference.mean())
+    return relative, offset
+
+
+def intensity_drift(
+    output: np.ndarray | torch.Tensor, lr_reference: np.ndarray | torch.Tensor, scale: int
+) -> float:
+    """Intensity drift of a restored volume against its input: mean over slices of the relative drift.
+
+    The relative drift of a slice is ``mean_head |lowpass(output) − lr_reference| / mean_head lr_reference``
+    (:func:`intensity_drift_per_slice`: the output low-passed to the input's band by centred k-space truncation,
+    the head ``lr_reference > 0.1·max``). It is ~0 for an output whose low frequencies are the input's (sinc
+    interpolation, a data-consistent reconstruction) and ``c / mean_head(lr_reference)`` for an output shifted by
+    a constant ``c``: a restoration that brightens, darkens or reshades the image shows here even when its
+    details look right.
+
+    Args:
+        output: restored magnitude volume ``(S, H, W)`` or slice ``(H, W)``.
+        lr_reference: the input's magnitude in its measured band, ``(S, h, w)`` or ``(h, w)`` (the degraded
+            input of a super-resolution acquisition, ``h = H/s``).
+        scale: the acquisition's SR scale ``s`` (1 for none).
+
+    Returns:
+        The mean relative drift over the slices with a non-empty reference (dimensionless, ``≥ 0``; ×100 for
+        %), NaN when every reference slice is empty.
+
+    Raises:
+        TypeError, ValueError: as for :func:`intensity_drift_per_slice`.
+    """
+    relative, _ = intensity_drift_per_slice(output, lr_reference, scale)
+    finite = relative[np.isfinite(relative)]
+    return float(finite.mean()) if finite.size else math.nan

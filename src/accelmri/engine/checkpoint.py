@@ -2,22 +2,28 @@
 
 A checkpoint is a ``dict`` holding only tensors, dicts, lists, tuples, strings, numbers, booleans and ``None``:
 
-=================  ============================================================================================
-key                value
-=================  ============================================================================================
-``format``         :data:`CHECKPOINT_FORMAT`
-``version``        the accelmri version that wrote it
-``config``         the resolved experiment config (:meth:`~accelmri.engine.config.ExperimentConfig.to_dict`)
-``model``          the model's ``state_dict``
-``discriminator``  the GAN discriminator's ``state_dict`` (or ``None``)
-``optimizers``     ``{"model": ..., "discriminator": ...}`` optimiser ``state_dict`` s
-``schedulers``     the same for the learning-rate schedulers (``None`` without a schedule)
-``rng``            one :func:`rng_state` per process (rank order)
-``step``           optimiser steps done
-``epoch``          the epoch in progress, and ``batch_in_epoch`` the batches of it already done
-``best``           ``{"metric", "value", "step"}`` of the best validation so far
-``metrics``        the latest validation: ``{"step", "summary", "per_volume"}`` (or ``None``)
-=================  ============================================================================================
+======================  ============================================================================================
+key                     value
+======================  ============================================================================================
+``format``              :data:`CHECKPOINT_FORMAT`
+``version``             the accelmri version that wrote it
+``config``              the resolved experiment config (:meth:`~accelmri.engine.config.ExperimentConfig.to_dict`)
+``model``               the model's ``state_dict``
+``discriminator``       the GAN discriminator's ``state_dict`` (or ``None``)
+``optimizers``          ``{"model": ..., "discriminator": ...}`` optimiser ``state_dict`` s
+``schedulers``          the same for the learning-rate schedulers (``None`` without a schedule)
+``rng``                 one :func:`rng_state` per process (rank order)
+``step``                optimiser steps done
+``epoch``               the epoch in progress, and ``batch_in_epoch`` the batches of it already done
+``best``                ``{"metric", "value", "step"}`` of the best validation so far
+``metrics``             the latest validation: ``{"step", "summary", "per_volume"}`` (or ``None``)
+``target_contrasts``    the canonical target contrasts of the training data (list of str), or ``None`` if unknown
+``reference_contrast``  the canonical reference contrast (str), or ``None`` (none, or unknown)
+======================  ============================================================================================
+
+The two contrast fields are derived from ``config`` when the checkpoint is written
+(:func:`accelmri.engine.contrast.trained_contrasts`); checkpoints written before them lack both keys and load
+all the same (read them with ``.get``).
 
 Loading never executes code from the file (``weights_only=True``), so a checkpoint from an untrusted source can
 be inspected safely; anything else in a file is refused with a :class:`~accelmri.data.errors.DataError`.
@@ -37,6 +43,7 @@ import torch
 
 from accelmri import __version__
 from accelmri.data.errors import DataError
+from accelmri.engine.contrast import trained_contrasts
 from accelmri.io import atomic_output
 
 __all__ = [
@@ -116,21 +123,28 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
 
     The file is written next to ``path`` under a temporary name and renamed over it, so ``path`` always holds a
     complete checkpoint (an interrupted save leaves the previous one). Only the run's own files are replaced:
-    the engine calls this for ``last.pt`` and ``best.pt`` in its run folder.
+    the engine calls this for ``last.pt`` and ``best.pt`` in its run folder. ``target_contrasts`` and
+    ``reference_contrast`` are added from ``payload["config"]`` (:func:`~accelmri.engine.contrast.trained_contrasts`)
+    unless the payload gives them.
 
     Returns:
         ``path``.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    content = plain({"format": CHECKPOINT_FORMAT, "version": __version__, **payload})
+    contrasts = trained_contrasts(payload.get("config"))
+    content = plain({"format": CHECKPOINT_FORMAT, "version": __version__, **contrasts, **payload})
     with atomic_output(target, overwrite=True) as tmp:
         torch.save(content, tmp)
     return target
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
+def load_checkpoint(path: str | Path, *, mmap: bool = False) -> dict[str, Any]:
     """Read a checkpoint on the CPU without executing code (``torch.load(weights_only=True)``).
+
+    Args:
+        path: the checkpoint file.
+        mmap: memory-map the tensors instead of reading them (cheap when only the metadata is needed).
 
     Raises:
         DataError: the file is missing, unreadable, not a torch file, holds anything but plain data, or is not
@@ -140,7 +154,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not file.is_file():
         raise DataError(file, "checkpoint not found")
     try:
-        payload = torch.load(file, map_location="cpu", weights_only=True)
+        payload = torch.load(file, map_location="cpu", weights_only=True, mmap=mmap)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DataError(file, f"not a loadable checkpoint ({first_line})") from err

@@ -36,14 +36,28 @@ for a single input):
 * fastMRI / ISMRMRD HDF5 and twix ``.dat`` → fastMRI-layout HDF5 with a ``reconstruction`` dataset
   ``(S, H, W)`` float32 (the fastMRI submission layout) and root attributes ``max``, ``norm`` (of the
   reconstruction), the input's ``acquisition`` and ``patient_id`` where present, and ``accelmri_checkpoint``,
-  ``accelmri_model``, ``accelmri_scale``, ``accelmri_mode``. The image covers the whole k-space field of view
-  (no readout-oversampling crop).
+  ``accelmri_model``, ``accelmri_scale``, ``accelmri_mode``, ``accelmri_adapt_steps``. The image covers the whole
+  k-space field of view (no readout-oversampling crop).
 
 A reference contrast (multi-contrast models) is put on the target grid with
 :func:`~accelmri.data.pairing.align_reference` when both are image files: in acquired mode the target grid is the
 HR grid, so the reference is resampled onto the input grid refined ``s×``; in degraded mode onto the input grid.
 Otherwise (a k-space file on either side) slices pair by index and the reference's slices must already have the
 target grid's shape. The reference is normalised by its own statistics, as in training.
+
+Contrast check: a checkpoint records the contrasts it was trained on (``target_contrasts``, ``reference_contrast``;
+:mod:`accelmri.engine.contrast`). The contrast of every input and reference is given (``contrast``,
+``reference_contrast``) or read from its metadata and name (:func:`~accelmri.engine.contrast.volume_contrast`:
+the reader's contrast, fastMRI ``acquisition``, DICOM ``SeriesDescription``, BIDS/IXI/file-name suffixes); when a
+known contrast differs from a recorded one, one :class:`ContrastMismatchWarning` per input names the file, the
+given and the trained contrast (restoring goes on). Unknown contrasts and checkpoints without the record (older
+ones, YAML configs) give no warning.
+
+Scan-specific adaptation (``adapt_steps > 0``, task ``super_resolution``): before a volume is restored, a copy of
+the model is fine-tuned on that volume alone (:func:`accelmri.engine.adapt.adapt_to_scan`, after ZSSR, Shocher et
+al., CVPR 2018): the acquired image (in degraded mode, the degraded input: exactly what the model receives) is the
+target, and its degradation by the checkpoint's own acquisition the input. The next volume starts again from the
+checkpoint's weights; the checkpoint file is only read.
 
 Safety: inputs, references and the checkpoint are never overwritten (an output that resolves to one of them, or
 lies inside an input DICOM folder, is refused); existing outputs are refused without ``overwrite``; all paths are
@@ -52,7 +66,9 @@ checked before any volume is read, and each output appears atomically once its v
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -68,7 +84,10 @@ from accelmri.data.readers.fastmri import FastMRIFile
 from accelmri.data.readers.nifti import write_nifti
 from accelmri.data.sample import Sample, collate
 from accelmri.data.volume import ImageVolume
+from accelmri.engine.adapt import adapt_to_scan, check_adaptation
+from accelmri.engine.checkpoint import load_checkpoint
 from accelmri.engine.config import DataConfig, ExperimentConfig
+from accelmri.engine.contrast import normalize_contrast, volume_contrast
 from accelmri.engine.evaluate import Precision, autocast, load_method
 from accelmri.io import atomic_output
 from accelmri.models import check_batch
@@ -78,12 +97,13 @@ from accelmri.physics.fft import ifft2c
 from accelmri.physics.masks import realised_acceleration
 from accelmri.physics.sensitivity import espirit_maps
 
-__all__ = ["INPUT_KINDS", "restore", "restored_affine"]
+__all__ = ["INPUT_KINDS", "ContrastMismatchWarning", "restore", "restored_affine"]
 
 #: What ``restore`` reads, for messages: every other path is refused with a :class:`DataError`.
 INPUT_KINDS = "a NIfTI file (.nii/.nii.gz), a DICOM series folder, a fastMRI or ISMRMRD .h5 file or a twix .dat file"
 
 _NIFTI_SUFFIXES = (".nii.gz", ".nii")
+_CONFIG_SUFFIXES = (".yaml", ".yml")
 _HDF5_SUFFIXES = (".h5", ".hdf5")
 _KSPACE_SUFFIXES = (*_HDF5_SUFFIXES, ".dat")
 
@@ -254,7 +274,72 @@ def _open_reference(path: Path, grid: ImageVolume | None, num_slices: int, subje
     return reference
 
 
+# --------------------------------------------------------------------------------------------------- contrasts
+
+
+class ContrastMismatchWarning(UserWarning):
+    """An input's (or its reference's) contrast differs from the one the checkpoint was trained with."""
+
+
+@dataclass(frozen=True)
+class _Contrasts:
+    """What the checkpoint was trained with and what the caller says the inputs are (``None``: unknown / read
+    from each file)."""
+
+    trained: tuple[str, ...] | None = None
+    trained_reference: str | None = None
+    given: str | None = None
+    given_reference: str | None = None
+
+
+def _trained_contrasts(path: Path) -> tuple[tuple[str, ...] | None, str | None]:
+    """``(target_contrasts, reference_contrast)`` recorded in a checkpoint; ``(None, None)`` for a YAML config or
+    a checkpoint written before the record."""
+    if path.suffix.lower() in _CONFIG_SUFFIXES:
+        return None, None
+    try:
+        payload = load_checkpoint(path, mmap=True)  # the metadata only: the weights are not read
+    except DataError:  # a file torch cannot memory-map (legacy serialisation): read it whole
+        payload = load_checkpoint(path)
+    targets, reference = payload.get("target_contrasts"), payload.get("reference_contrast")
+    targets = tuple(str(c) for c in targets) if isinstance(targets, (list, tuple)) and targets else None
+    return targets, reference if isinstance(reference, str) else None
+
+
+def _named(name: str | None) -> str | None:
+    """A contrast the caller gave: canonical when recognised, else as given (stripped); ``None`` if empty."""
+    if name is None or not name.strip():
+        return None
+    return normalize_contrast(name) or name.strip()
+
+
+def _check_contrasts(expect: _Contrasts, source: SliceSource, guide: SliceSource | None) -> None:
+    """Warn (one :class:`ContrastMismatchWarning`) when a known input or reference contrast differs from the trained."""
+    problems = []
+    if expect.trained is not None:
+        given = expect.given or volume_contrast(source.path, source.contrast, source.volume.attrs)
+        if given is not None and given not in expect.trained:
+            problems.append(f"{source.path}: contrast {given} differs from the {'/'.join(expect.trained)} this "
+                            "checkpoint was trained with; the output may take on the trained contrast")
+    if expect.trained_reference is not None and guide is not None:
+        given = expect.given_reference or volume_contrast(guide.path, guide.contrast, guide.volume.attrs)
+        if given is not None and given != expect.trained_reference:
+            problems.append(f"{guide.path}: reference contrast {given} differs from the {expect.trained_reference} "
+                            "this checkpoint was trained with; guidance may transfer contrast")
+    if problems:
+        warnings.warn("; ".join(problems), ContrastMismatchWarning, stacklevel=4)
+
+
 # ----------------------------------------------------------------------------------------------------- running
+
+
+def _check_fields(model: nn.Module, name: str, batch: Sample, source: Path) -> None:
+    """Refuse inputs that lack a batch field the model needs (a :class:`DataError` naming the input)."""
+    try:
+        check_batch(name, tuple(getattr(model, "required_fields", ())), batch)
+    except ValueError as err:
+        raise DataError(source, f"{err} (a reference contrast is given with --reference; sens_maps need "
+                        "data.sens_maps: espirit in the checkpoint's config and multi-coil k-space)") from err
 
 
 @torch.no_grad()
@@ -273,11 +358,7 @@ def _predict(
     for start in range(0, count, batch_size):
         batch = collate([make_sample(index) for index in range(start, min(start + batch_size, count))])
         if start == 0:
-            try:
-                check_batch(name, tuple(getattr(model, "required_fields", ())), batch)
-            except ValueError as err:
-                raise DataError(source, f"{err} (a reference contrast is given with --reference; sens_maps need "
-                                "data.sens_maps: espirit in the checkpoint's config and multi-coil k-space)") from err
+            _check_fields(model, name, batch, source)
         batch = batch.to(device)
         with autocast(precision, device):
             image = model(batch).image
@@ -310,8 +391,12 @@ def _restore_volume(
     degrade: bool,
     device: torch.device,
     precision: str,
+    expect: _Contrasts,
+    adapt_steps: int,
+    adapt_lr: float | None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """The restored volume ``(S, H, W)`` in the input's units, and its NIfTI affine (``None`` for k-space inputs)."""
+    """The restored volume ``(S, H, W)`` in the input's units, and its NIfTI affine (``None`` for k-space inputs);
+    with ``adapt_steps``, by a copy of ``model`` adapted to this volume."""
     data = config.data
     scale = data.acquisition.scale
     height, width = _slice_shape(source)
@@ -338,6 +423,13 @@ def _restore_volume(
             grid = ImageVolume(zeros, affine, path=volume.path, contrast=volume.contrast)
         guide = None if reference is None else _open_reference(reference, grid, count, source.subject)
         make_sample = partial(_acquired_sample, source, data, guide, expected)
+    _check_contrasts(expect, source, guide)
+    if adapt_steps:
+        samples = [make_sample(index) for index in range(count)]
+        _check_fields(model, config.model.name, collate(samples[:1]), source.path)
+        model = adapt_to_scan(model, config, samples, guide, steps=adapt_steps, lr=adapt_lr, device=device,
+                              path=source.path).model
+        make_sample = samples.__getitem__
     image = _predict(model, config.model.name, make_sample, count, data.val_batch_size or data.batch_size, device,
                      precision, source.path)
     if tuple(image.shape[1:]) != expected:
@@ -359,6 +451,10 @@ def restore(
     device: str = "auto",
     precision: Precision | None = None,
     channels_last: bool = False,
+    contrast: str | None = None,
+    reference_contrast: str | None = None,
+    adapt_steps: int = 0,
+    adapt_lr: float | None = None,
 ) -> list[Path]:
     """Restore files with a trained checkpoint (see the module docstring for modes, geometry and outputs).
 
@@ -377,17 +473,31 @@ def restore(
         precision: autocast of the forward pass (``32-true``, ``bf16-mixed``, ``16-mixed``); ``None`` = the
             checkpoint's ``trainer.precision``. Fast-path accuracy: ``docs/performance.md``.
         channels_last: run the convolutions in NHWC (:func:`accelmri.models.base.set_channels_last`).
+        contrast: the inputs' contrast (``T2``, ``t2_flair``, ...; normalised by
+            :func:`~accelmri.engine.contrast.normalize_contrast`); ``None`` = read from each input's metadata and
+            name. Only compared with the checkpoint's training contrasts (a :class:`ContrastMismatchWarning`).
+        reference_contrast: the same for the references.
+        adapt_steps: scan-specific adaptation steps per volume (``0``: none; task ``super_resolution`` only; see
+            :mod:`accelmri.engine.adapt`). Each volume is restored by its own adapted copy of the model; the
+            seconds spent are logged (``logging.info`` on ``accelmri.engine.adapt``).
+        adapt_lr: the adaptation's Adam learning rate; ``None`` = 0.1 × the checkpoint's ``optimizer.lr``.
 
     Returns:
         The written files, one per input, in input order.
 
+    Warns:
+        ContrastMismatchWarning: once per input whose known contrast (or its reference's) differs from the one
+            recorded in the checkpoint.
+
     Raises:
         DataError: a missing, unsupported or unreadable input or reference (naming it), an output that is an
             input, a scale that does not divide an input's size (degraded mode), a reference that does not cover
-            the target or is not on its grid, a model needing a field the inputs cannot give, or a bad checkpoint.
+            the target or is not on its grid, a model needing a field the inputs cannot give, or a bad checkpoint;
+            with ``adapt_steps > 0``, a task other than ``super_resolution`` or a model without trainable
+            parameters (naming the checkpoint, before any input is read).
         FileExistsError: an output exists and ``overwrite`` is false (checked before any work).
-        ValueError: no inputs, a reference count other than the input count, or an output file name that does
-            not fit the inputs.
+        ValueError: no inputs, a reference count other than the input count, an output file name that does
+            not fit the inputs, ``adapt_steps < 0``, ``adapt_lr <= 0``, or an adaptation whose loss diverged.
     """
     if not inputs:
         raise ValueError("restore needs at least one input")
@@ -403,6 +513,9 @@ def restore(
     target_device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                                  "cpu" if device == "auto" else device)
     config, model = load_method(Path(checkpoint), (), target_device)
+    check_adaptation(config, model, adapt_steps, checkpoint, adapt_lr)
+    trained, trained_reference = _trained_contrasts(Path(checkpoint))
+    expect = _Contrasts(trained, trained_reference, _named(contrast), _named(reference_contrast))
     set_channels_last(model, channels_last)
     precision = precision or config.trainer.precision
     for output in outputs:
@@ -412,7 +525,8 @@ def restore(
     for path, ref_path, output in zip(sources, references, outputs, strict=True):
         source = open_source(path)
         try:
-            image, affine = _restore_volume(model, config, source, ref_path, degrade, target_device, precision)
+            image, affine = _restore_volume(model, config, source, ref_path, degrade, target_device, precision,
+                                            expect, adapt_steps, adapt_lr)
         finally:
             if isinstance(source.volume, FastMRIFile):
                 source.volume.close()
@@ -423,7 +537,7 @@ def restore(
                                         if isinstance(source.volume.attrs.get(key), (str, int, float))}
             attrs.update(accelmri_checkpoint=str(checkpoint), accelmri_model=config.model.name,
                          accelmri_scale=config.data.acquisition.scale,
-                         accelmri_mode="degraded" if degrade else "acquired")
+                         accelmri_mode="degraded" if degrade else "acquired", accelmri_adapt_steps=adapt_steps)
             _write_hdf5(output, image, attrs, overwrite)
         written.append(output)
     return written

@@ -14,7 +14,7 @@ from pathlib import Path
 from accelmri import __version__
 from accelmri.report.tables import ResultsTable, describe, difference_rows, summary_rows, volume_rows
 
-__all__ = ["png_data_uri", "render_html"]
+__all__ = ["html_table", "png_data_uri", "render_html", "render_page"]
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 75em; padding: 0 1em; color: #222; }
@@ -33,7 +33,8 @@ def png_data_uri(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
-def _table(header: list[str], rows: list[list[str]], text_columns: int) -> str:
+def html_table(header: Sequence[str], rows: Sequence[Sequence[str]], text_columns: int) -> str:
+    """An HTML table, every cell escaped: the first ``text_columns`` columns as text, the others right-aligned."""
     head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
     body = "".join(
         "<tr>" + "".join(f"<td{'' if i < text_columns else ' class=num'}>{html.escape(cell)}</td>"
@@ -56,11 +57,11 @@ def render_html(title: str, table: ResultsTable | None, figures: Sequence[Path],
              f"<p class=note>accelmri {html.escape(__version__)}; from "
              + ", ".join(f"<code>{html.escape(str(s))}</code>" for s in sources) + "</p>"]
     if table is not None:
-        parts += ["<h2>Summary</h2>", f"<p>{html.escape(describe(table))}</p>", _table(*summary_rows(table), 2)]
+        parts += ["<h2>Summary</h2>", f"<p>{html.escape(describe(table))}</p>", html_table(*summary_rows(table), 2)]
         if table.comparisons:
             parts += [f"<p>Mean differences against {html.escape(table.baseline)} (method − baseline, common "
-                      "volumes):</p>", _table(*difference_rows(table), 1)]
-        parts += ["<details><summary>Per-volume scores</summary>", _table(*volume_rows(table), 2), "</details>"]
+                      "volumes):</p>", html_table(*difference_rows(table), 1)]
+        parts += ["<details><summary>Per-volume scores</summary>", html_table(*volume_rows(table), 2), "</details>"]
     if figures:
         parts.append("<h2>Examples</h2>")
         parts.append("<p class=note>Columns: input, each method (PSNR on the slice), ground truth. Rows: the slice "
@@ -69,6 +70,12 @@ def render_html(title: str, table: ResultsTable | None, figures: Sequence[Path],
             name = html.escape(path.name)
             parts.append(f"<figure><img alt=\"{name}\" src=\"{png_data_uri(path.read_bytes())}\">"
                          f"<figcaption>{name}</figcaption></figure>")
+    return render_page(title, parts)
+
+
+def render_page(title: str, parts: Sequence[str]) -> str:
+    """A self-contained page (inline CSS, nothing loaded from elsewhere) of HTML ``parts``, already escaped,
+    under ``<title>`` ``title`` (escaped here)."""
     body = "\n".join(parts)
     return (f"<!DOCTYPE html>\n<html lang=en>\n<head>\n<meta charset=utf-8>\n<title>{html.escape(title)}</title>\n"
             f"<style>{_STYLE}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n")

@@ -36,6 +36,7 @@ __all__ = [
     "ResultsTable",
     "describe",
     "difference_rows",
+    "markdown_table",
     "read_evaluation",
     "results_table",
     "summary_rows",
@@ -266,8 +267,11 @@ def volume_rows(table: ResultsTable) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def _markdown_table(header: list[str], rows: list[list[str]], text_columns: int = 2) -> list[str]:
-    def line(cells: list[str]) -> str:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], text_columns: int = 2) -> list[str]:
+    """The lines of a Markdown table: the first ``text_columns`` columns left-aligned, the others right-aligned
+    (numbers); ``|`` in a cell is escaped."""
+
+    def line(cells: Sequence[str]) -> str:
         return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
     align = ["---" if i < text_columns else "---:" for i in range(len(header))]
@@ -288,11 +292,11 @@ def to_markdown(table: ResultsTable | None, figures: Sequence[str] = ()) -> str:
     names beside it)."""
     lines = ["# Results"]
     if table is not None:
-        lines += ["", describe(table), "", *_markdown_table(*summary_rows(table))]
+        lines += ["", describe(table), "", *markdown_table(*summary_rows(table))]
         if table.comparisons:
             lines += ["", f"Mean differences against {table.baseline} (method − baseline, common volumes):", "",
-                      *_markdown_table(*difference_rows(table), text_columns=1)]
-        lines += ["", "## Per volume", "", *_markdown_table(*volume_rows(table))]
+                      *markdown_table(*difference_rows(table), text_columns=1)]
+        lines += ["", "## Per volume", "", *markdown_table(*volume_rows(table))]
     if figures:
         lines += ["", "## Examples", "", *(f"![{name}]({name})" for name in figures)]
     return "\n".join(lines) + "\n"
