@@ -7,7 +7,13 @@ Output folder, per subject ``K`` (``0 … subjects − 1``) and contrast ``C``:
   one coil) ``(S, H, W)`` float32, the noise-free RSS magnitude; ``ismrmrd_header`` with encoded and recon matrix
   ``(H, W, 1)``, field of view ``(fov, fov, slice thickness)`` mm and ``S`` slices; root attributes
   ``acquisition`` (the contrast name), ``patient_id`` (``brain_sub{K:03d}``), ``max`` and ``norm`` of the target,
-  and the sequence timing ``tr_ms``, ``te_ms`` (and ``ti_ms`` for FLAIR), ``noise_std``, ``seed``.
+  and the sequence timing ``tr_ms``, ``te_ms`` (and ``ti_ms`` for FLAIR) and ``noise_std`` this subject and
+  contrast actually got (they differ from the nominal ones with a :class:`~accelmri.data.digital_brain.Realism`
+  sequence jitter or noise range), ``seed``, and ``realism``: the :class:`~accelmri.data.digital_brain.Realism`
+  fields as a JSON object. The reference contrast's file (``reference``) also records the misregistration applied
+  to it (:attr:`~accelmri.data.digital_brain.BrainSubject.misregistration`): ``reference_shift_mm`` ``[x, y]``,
+  ``reference_shift_px`` ``[h, w]``, ``reference_rotation_deg``, ``reference_slice_thickness_mm``,
+  ``reference_noise_scale`` and ``reference_resample_offset_px`` ``[h, w]``.
 * with ``nifti``: ``brain_sub{K:03d}_{C}.nii.gz``, the same target magnitude with the voxel → RAS affine
   (:func:`accelmri.data.readers.nifti.write_nifti`), so the NIfTI readers and world-coordinate pairing apply.
 * with two or more contrasts, ``pairs.csv``: the fastMRI multi-contrast split layout of MINet / SANet / MTrans
@@ -27,6 +33,7 @@ untouched (and removes the staging folder).
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import tempfile
@@ -35,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from accelmri.data.digital_brain import SEQUENCES, canonical_contrast, digital_brain_subject
+from accelmri.data.digital_brain import Realism, canonical_contrast, digital_brain_subject
 from accelmri.data.readers.fastmri import make_ismrmrd_header, write_fastmri
 from accelmri.data.readers.nifti import write_nifti
 
@@ -63,6 +70,8 @@ def simulate_dataset(
     overwrite: bool = False,
     *,
     cache_dir: str | os.PathLike[str] | None = None,
+    realism: Realism | None = None,
+    reference: str | None = None,
 ) -> list[Path]:
     """Simulate ``subjects`` digital-brain subjects and write them as a fastMRI-layout data set (module docstring).
 
@@ -80,6 +89,11 @@ def simulate_dataset(
         nifti: also write ``.nii.gz`` magnitude volumes.
         overwrite: allow writing into a non-empty folder, replacing only the files this call writes.
         cache_dir: digital-brain tissue-map cache folder (default: ``ACCELMRI_CACHE`` / ``~/.cache``).
+        realism: the simulation's :class:`~accelmri.data.digital_brain.Realism` (``None``: off, the original
+            simulation).
+        reference: the reference contrast, which must be the first of ``contrasts`` (the reference column of
+            ``pairs.csv``): the realism's ``reference_*`` imperfections are applied to it. ``None``: no contrast
+            gets them.
 
     Returns:
         The written files, in order: per subject and contrast the ``.h5`` (then the ``.nii.gz``), then
@@ -88,13 +102,21 @@ def simulate_dataset(
     Raises:
         FileExistsError: ``out_dir`` is a non-empty folder and ``overwrite`` is false.
         NotADirectoryError: ``out_dir`` exists and is not a folder.
-        ValueError: invalid arguments (unknown or repeated contrast, ``subjects < 1``, odd ``size``, …).
+        ValueError: invalid arguments (unknown or repeated contrast, ``subjects < 1``, odd ``size``, a reference
+            that is not the first contrast, …).
+        TypeError: ``realism`` is not a :class:`~accelmri.data.digital_brain.Realism`.
         OSError: the output cannot be written (nothing is left in ``out_dir`` then).
     """
     out = Path(out_dir).expanduser()
     names = [canonical_contrast(c) for c in ([contrasts] if isinstance(contrasts, str) else contrasts)]
     if not names or len(set(names)) != len(names):
         raise ValueError(f"contrasts must be a non-empty list without repeats, got {list(contrasts)!r}")
+    realism = Realism() if realism is None else realism
+    if not isinstance(realism, Realism):
+        raise TypeError(f"realism must be a Realism, got {type(realism).__name__}")
+    if reference is not None and canonical_contrast(reference) != names[0]:
+        raise ValueError(f"the reference {reference!r} must be the first contrast (the reference column of "
+                         f"{PAIRS_FILE}), got contrasts {names}")
     if isinstance(subjects, bool) or not isinstance(subjects, int) or subjects < 1:
         raise ValueError(f"subjects must be a positive int, got {subjects!r}")
     if out.exists() and not out.is_dir():
@@ -105,7 +127,8 @@ def simulate_dataset(
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.simulate-"))
     try:
-        names_written = _write_all(staging, names, coils, subjects, size, slices, noise_std, seed, nifti, cache_dir)
+        names_written = _write_all(staging, names, coils, subjects, size, slices, noise_std, seed, nifti, cache_dir,
+                                   realism, names[0] if reference is not None else None)
         out.mkdir(exist_ok=True)
         for name in names_written:
             os.replace(staging / name, out / name)
@@ -125,28 +148,38 @@ def _write_all(
     seed: int,
     nifti: bool,
     cache_dir: str | os.PathLike[str] | None,
+    realism: Realism,
+    reference: str | None,
 ) -> list[str]:
     """Generate and write every file into ``folder``; returns the file names in write order."""
     written: list[str] = []
     pairs: list[tuple[str, str]] = []
+    realism_json = json.dumps(realism.to_dict(), sort_keys=True)
     for subject in range(subjects):
-        brain = digital_brain_subject(subject, contrasts, coils, size, slices, noise_std, seed, cache_dir=cache_dir)
+        brain = digital_brain_subject(subject, contrasts, coils, size, slices, noise_std, seed, cache_dir=cache_dir,
+                                      realism=realism, reference=reference)
         spacing = np.linalg.norm(brain.affine[:3, :3], axis=0)  # voxel size along (h, w, s), mm
         fov = (size * float(spacing[0]), size * float(spacing[1]), float(spacing[2]))
         header = make_ismrmrd_header((size, size, 1), (size, size, 1), fov_mm=fov, num_slices=slices)
         for contrast in contrasts:
             stem = subject_file_stem(subject, contrast)
-            sequence = SEQUENCES[contrast]
-            attrs: dict[str, str | float | int] = {
+            sequence = brain.sequences[contrast]
+            attrs: dict[str, str | float | int | list[float]] = {
                 "acquisition": contrast,
                 "patient_id": f"brain_sub{subject:03d}",
                 "tr_ms": sequence.tr_ms,
                 "te_ms": sequence.te_ms,
-                "noise_std": float(noise_std),
+                "noise_std": brain.noise_stds[contrast],
                 "seed": int(seed),
+                "realism": realism_json,
             }
             if sequence.ti_ms is not None:
                 attrs["ti_ms"] = sequence.ti_ms
+            if contrast == reference:
+                applied = brain.misregistration
+                for key in ("shift_mm", "shift_px", "rotation_deg", "slice_thickness_mm", "noise_scale",
+                            "resample_offset_px"):
+                    attrs[f"reference_{key}"] = applied[key]
             kspace = brain.kspace[contrast].numpy()
             target = brain.targets[contrast].numpy()
             write_fastmri(folder / f"{stem}.h5", kspace if coils > 1 else kspace[:, 0], target, attrs, header)
@@ -154,8 +187,8 @@ def _write_all(
             if nifti:
                 write_nifti(folder / f"{stem}.nii.gz", target, brain.affine)
                 written.append(f"{stem}.nii.gz")
-        reference = f"{subject_file_stem(subject, contrasts[0])}.h5"
-        pairs.extend((reference, f"{subject_file_stem(subject, c)}.h5") for c in contrasts[1:])
+        reference_file = f"{subject_file_stem(subject, contrasts[0])}.h5"
+        pairs.extend((reference_file, f"{subject_file_stem(subject, c)}.h5") for c in contrasts[1:])
         del brain, kspace, target  # free this subject (≈ 0.3 GB at 256², 8 coils) before the next
     if pairs:
         with (folder / PAIRS_FILE).open("w", newline="") as handle:

@@ -4,8 +4,9 @@ Data sources (``data.source.kind``):
 
 * ``digital_brain``: simulated once with :func:`accelmri.data.simulate.simulate_dataset` into ``dir`` (default: a
   folder under the digital-brain cache named by a hash of the parameters) and then read like any fastMRI file.
-  The folder gets a marker file ``accelmri_dataset.json`` with the parameters; an existing folder is reused when
-  its marker matches and refused otherwise (it is never overwritten).
+  The folder gets a marker file ``accelmri_dataset.json`` with the parameters (``realism`` included unless it is
+  off); an existing folder is reused when its marker matches and refused otherwise (it is never overwritten).
+  The reference contrast, if any, is simulated first and gets the realism's ``reference_*`` imperfections.
 * ``files``: a fastMRI pairing CSV (one for all splits, or one per split), an IXI folder, or explicit paths.
 
 Splits are made by subject (:func:`accelmri.data.splits.split_subjects`) or, for single-subject data, by slab
@@ -54,11 +55,21 @@ _Entry = ContrastPair | tuple[Path, str, str | None]
 
 
 def _brain_parameters(brain: DigitalBrainSource) -> dict[str, object]:
+    """The parameters that determine a digital brain's files, as JSON types (they key the cache folder's hash and
+    are the marker's content, compared after a JSON round trip, so lists, never tuples).
+
+    ``realism`` is left out when it is off: those files are bit-identical to the ones written before realism
+    existed, so their folders (hash) and markers stay valid.
+    """
     parameters = asdict(brain)
     parameters.pop("dir")
     parameters["contrasts"] = [canonical_contrast(c) for c in brain.contrasts]
     parameters["reference"] = canonical_contrast(brain.reference) if brain.reference else None
-    return parameters
+    if brain.realism.off:
+        parameters.pop("realism")
+    else:
+        parameters["realism"] = brain.realism.to_dict()
+    return json.loads(json.dumps(parameters))
 
 
 def digital_brain_dir(brain: DigitalBrainSource) -> Path:
@@ -96,9 +107,10 @@ def prepare_data(config: DataConfig, source: str = "<config>") -> None:
     if folder.is_dir() and any(folder.iterdir()):
         raise ConfigError(source, "data.source.dir", f"{folder} is not empty and has no {DATASET_MARKER}: not a "
                           "digital-brain folder of accelmri; choose an empty or new dir")
-    reference = [parameters["reference"]] if brain.reference else []
+    reference = [parameters["reference"]] if brain.reference else []  # first: the reference column of pairs.csv
     simulate_dataset(folder, [*reference, *parameters["contrasts"]], brain.coils, brain.subjects, brain.size,
-                     brain.slices, brain.noise_std, brain.seed)
+                     brain.slices, brain.noise_std, brain.seed, realism=brain.realism,
+                     reference=parameters["reference"])
     write_json_atomic(marker, parameters, overwrite=True)  # another node may have just written the same
 
 

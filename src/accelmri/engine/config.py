@@ -26,7 +26,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from accelmri.data.datasets import check_task
-from accelmri.data.digital_brain import canonical_contrast
+from accelmri.data.digital_brain import REALISM_PRESETS, Realism, RealismError, canonical_contrast
 from accelmri.data.errors import DataError
 from accelmri.losses import LOSSES, PRESETS
 from accelmri.physics.degrade import Acquisition
@@ -85,6 +85,11 @@ class DigitalBrainSource:
         slices: slices per volume.
         noise_std: complex k-space noise std in signal units.
         seed: data-set seed.
+        realism: the simulation's departures from the idealised digital brain
+            (:class:`~accelmri.data.digital_brain.Realism`): in YAML ``none`` (the default: the original
+            simulation), ``realistic`` (:meth:`~accelmri.data.digital_brain.Realism.realistic`) or a mapping of its
+            fields (``{deformation_mm: 3.0, texture: 0.08, ...}``, the others at their off values). Its
+            ``reference_*`` fields act on ``reference``.
         dir: folder of the simulated files; ``None`` = a folder under the digital-brain cache keyed by these
             parameters (``$ACCELMRI_CACHE``, default ``~/.cache/accelmri``).
     """
@@ -98,6 +103,7 @@ class DigitalBrainSource:
     slices: int = 16
     noise_std: float = 0.005
     seed: int = 0
+    realism: Realism = field(default_factory=Realism)
     dir: str | None = None
 
 
@@ -477,6 +483,12 @@ def _build(cls: type, value: Any, key: str, source: str) -> Any:
         return _model_config(value, key, source)
     if cls is FileEntry and isinstance(value, str):
         value = {"target": value}
+    if cls is Realism and isinstance(value, str):  # a preset name
+        try:
+            return Realism.preset(value)
+        except ValueError:
+            raise ConfigError(source, key, f"must be one of {', '.join(REALISM_PRESETS)} or a mapping of "
+                              f"{', '.join(f.name for f in dataclasses.fields(Realism))}; got {value!r}") from None
     if not isinstance(value, Mapping):
         raise ConfigError(source, key, f"expected a mapping, got {_describe(value)}")
     hints = get_type_hints(cls)
@@ -492,7 +504,10 @@ def _build(cls: type, value: Any, key: str, source: str) -> Any:
             kwargs[f.name] = _convert(value[f.name], hints[f.name], _join(key, f.name), source)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(source, _join(key, f.name), "missing (required)")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except RealismError as err:  # Realism validates its own values
+        raise ConfigError(source, _join(key, err.field), err.problem) from err
 
 
 def _model_config(value: Any, key: str, source: str) -> ModelConfig:
