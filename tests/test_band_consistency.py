@@ -68,6 +68,37 @@ def test_zero_network_output_is_the_sinc_baseline() -> None:
     assert torch.allclose(out, sinc.real, atol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(32, 32), (30, 32), (32, 30), (30, 26)])
+def test_real_data_are_imposed_exactly_nyquist_line_included(shape: tuple[int, int]) -> None:
+    """A magnitude image degraded in k-space: the measured band, Nyquist line included, is the output's; the
+    ground truth is a fixed point; an offset (meanstd units) is honoured."""
+    torch.manual_seed(0)
+    truth = torch.rand(2, 1, *shape)
+    kspace = lowres(fft2c(truth.to(torch.complex64)), 2)
+    lr_image = ifft2c(kspace).abs()
+    out = band_consistent(torch.randn_like(truth), lr_image, 2, kspace)
+    assert torch.allclose(lowres(fft2c(out), 2), kspace, atol=1e-5)  # every measured sample, the Nyquist line too
+    assert torch.allclose(band_consistent(truth, lr_image, 2, kspace), truth, atol=1e-5)
+    mean, std = 0.3, 2.0  # meanstd units: image (x − mean)/std, k-space k/std
+    offset = torch.full((2,), mean / std)
+    shifted = band_consistent((truth - mean) / std, (lr_image - mean) / std, 2, kspace / std, offset)
+    assert torch.allclose(shifted, (truth - mean) / std, atol=1e-5)
+    # without the measured k-space the even sides' Nyquist lines are the network's: not exact there
+    magnitude_only = band_consistent(torch.randn_like(truth), lr_image, 2)
+    if shape[0] % 4 == 0 or shape[1] % 4 == 0:
+        assert not torch.allclose(lowres(fft2c(magnitude_only), 2), kspace, atol=1e-3)
+
+
+def test_complex_data_use_the_magnitude_band() -> None:
+    """Data with a phase (the simulation's k-space) cannot be imposed on a real output: the magnitude band is."""
+    torch.manual_seed(0)
+    truth = torch.rand(1, 1, 32, 32) * torch.exp(1j * torch.linspace(0, 3, 32)).view(1, 1, 1, 32)
+    kspace = lowres(fft2c(truth.to(torch.complex64)), 2)
+    lr_image = ifft2c(kspace).abs()
+    image = torch.randn(1, 1, 32, 32)
+    assert torch.equal(band_consistent(image, lr_image, 2, kspace), band_consistent(image, lr_image, 2))
+
+
 def test_band_consistent_rejects_mismatched_shapes() -> None:
     with pytest.raises(ValueError, match="2× the LR image"):
         band_consistent(torch.zeros(1, 1, 32, 32), torch.zeros(1, 1, 15, 16), 2)

