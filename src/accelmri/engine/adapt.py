@@ -211,11 +211,11 @@ def _pairs(
 
 def _adaptation_loss(config: ExperimentConfig, device: torch.device) -> tuple[CompositeLoss, tuple[str, ...]]:
     """The checkpoint's loss without ``adversarial`` (the trainer's builder), or L1 when it cannot be built."""
-    from accelmri.engine.trainer import _loss  # Lightning is imported only when adapting
+    from accelmri.engine.trainer import build_training_loss  # Lightning is imported only when adapting
 
     weights = {name: weight for name, weight in config.loss.terms.items() if name != "adversarial"}
     try:
-        loss = _loss(weights, config, None, "loss") if weights else None
+        loss = build_training_loss(weights, config, None, "loss") if weights else None
     except (ValueError, OSError) as err:  # e.g. perceptual weights that are not on this machine
         logger.info("adaptation: the checkpoint's loss cannot be built here (%s); using L1", err)
         loss = None
@@ -226,7 +226,7 @@ def _adaptation_loss(config: ExperimentConfig, device: torch.device) -> tuple[Co
 
 def _optimizer(config: ExperimentConfig, model: nn.Module, lr: float, source: str) -> torch.optim.Optimizer:
     """Adam at ``lr`` with the checkpoint's settings (the trainer's builder); ``param_lr`` groups scaled alike."""
-    from accelmri.engine.trainer import _optimizer as build_optimizer
+    from accelmri.engine.trainer import build_optimizer
 
     settings = config.optimizer
     ratio = lr / settings.lr

@@ -61,7 +61,7 @@ from accelmri.losses import CompositeLoss, build_loss, discriminator_loss
 from accelmri.metrics import aggregate
 from accelmri.models import Prediction
 
-__all__ = ["TrainResult", "TrainingDivergedError", "train"]
+__all__ = ["TrainResult", "TrainingDivergedError", "build_optimizer", "build_training_loss", "train"]
 
 T = TypeVar("T")
 console = Console(stderr=True, soft_wrap=True)
@@ -241,7 +241,12 @@ class _Forward(nn.Module):
         return self.model(batch.sample)
 
 
-def _optimizer(config: OptimizerConfig, module: nn.Module, key: str, source: str) -> torch.optim.Optimizer:
+def build_optimizer(config: OptimizerConfig, module: nn.Module, key: str, source: str) -> torch.optim.Optimizer:
+    """The optimiser of ``config`` over ``module``'s trainable parameters (``param_lr`` groups first).
+
+    Raises:
+        ConfigError: a ``param_lr`` prefix that matches no trainable parameter, naming ``key`` in ``source``.
+    """
     groups: dict[str, list[nn.Parameter]] = {prefix: [] for prefix in config.param_lr}
     rest: list[nn.Parameter] = []
     for name, parameter in module.named_parameters():
@@ -270,9 +275,14 @@ def _scheduler(
     return None
 
 
-def _loss(
+def build_training_loss(
     weights: Mapping[str, float], config: ExperimentConfig, discriminator: nn.Module | None, key: str
 ) -> CompositeLoss:
+    """The loss ``Σ weight · term`` of ``weights`` with the config's per-term options (:func:`build_loss`).
+
+    Raises:
+        ConfigError: an unknown term or bad options, naming ``key`` in the config's source.
+    """
     options: dict[str, Mapping[str, Any]] = {k: v for k, v in config.loss.options.items() if k in weights}
     if "adversarial" in weights:
         options["adversarial"] = {"discriminator": discriminator}
@@ -323,14 +333,15 @@ class _Training:
                          self.source)
         self.val_volumes = volume_slices(self.val_set)
 
-        self.losses = {"main": _loss(config.loss.terms, config, self.discriminator, "loss")}
+        self.losses = {"main": build_training_loss(config.loss.terms, config, self.discriminator, "loss")}
         if config.loss.warmup_weights is not None:
-            self.losses["warmup"] = _loss(config.loss.warmup_weights, config, self.discriminator, "loss.warmup_weights")
+            self.losses["warmup"] = build_training_loss(config.loss.warmup_weights, config, self.discriminator,
+                                                        "loss.warmup_weights")
         for loss in self.losses.values():
             loss.to(fabric.device)
 
-        self.wrapped, self.optimizer = fabric.setup(_Forward(self.model),
-                                                    _optimizer(config.optimizer, self.model, "optimizer", self.source))
+        optimizer = build_optimizer(config.optimizer, self.model, "optimizer", self.source)
+        self.wrapped, self.optimizer = fabric.setup(_Forward(self.model), optimizer)
         self.scheduler = _scheduler(config.scheduler, self.optimizer.optimizer)
         self.d_optimizer: Any = None
         self.d_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
@@ -338,7 +349,7 @@ class _Training:
             self.discriminator.to(fabric.device)  # not DDP-wrapped: its gradients are averaged by hand
             d_config = config.discriminator_optimizer or config.optimizer
             key = "discriminator_optimizer" if config.discriminator_optimizer else "optimizer"
-            self.d_optimizer = fabric.setup_optimizers(_optimizer(d_config, self.discriminator, key, self.source))
+            self.d_optimizer = fabric.setup_optimizers(build_optimizer(d_config, self.discriminator, key, self.source))
             self.d_scheduler = _scheduler(config.scheduler, self.d_optimizer.optimizer)
 
         self.sampler = _EpochSampler(len(self.train_set), trainer.seed, fabric.global_rank, fabric.world_size,
