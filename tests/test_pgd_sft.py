@@ -98,6 +98,23 @@ def test_multicoil_without_maps_and_bad_settings_are_refused() -> None:
         PGDSFT(mode="sequential")  # type: ignore[arg-type]
 
 
+def test_scale_one_is_the_rec_module_as_a_reconstruction_model() -> None:
+    """Task ``reconstruction`` (R > 1, s = 1): ``mode="recon_only"`` at scale 1 outputs ``|x*|`` on the input grid."""
+    batch = make_batch("reconstruction", scale=1, acceleration=4.0, size=(32, 32), coils=4, reference=False,
+                       sens_maps=True)
+    model = build("pgd_sft", scale=1, mode="recon_only", max_iter=3, **TINY)
+    assert model.sr is None and model.required_fields == ("kspace", "mask")
+    with torch.no_grad():
+        prediction = model(batch)
+        x = model.reconstruct(batch)[0]
+    assert prediction.image.shape == batch.target.shape == (2, 1, 32, 32)
+    assert prediction.lr_image is not None and torch.equal(prediction.image, prediction.lr_image)
+    assert torch.allclose(prediction.image, to_batch_units(x.abs()[:, None], batch), atol=1e-6)
+    for mode in ("joint", "sr_only", "no_sft"):
+        with pytest.raises(ValueError, match="recon_only"):
+            PGDSFT(scale=1, mode=mode)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("anderson", [False, True])
 def test_deq_reaches_tolerance_at_the_fixed_point(anderson: bool) -> None:
     # Γ(s) = 0.9·s makes Φ(x) = 0.9·(x − η Aᴴ(A x − b)) a contraction whose fixed point solves

@@ -248,6 +248,70 @@ def test_adapt_goes_to_trained_super_resolution_checkpoints_only(tmp_path: Path)
     assert methods["sinc"]["adapt_steps"] == 0 and all(m["status"] == "ok" for m in methods.values())
 
 
+def test_per_label_adapt_compares_one_checkpoint_with_and_without_adaptation(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from accelmri.engine import restore as restore_module
+
+    calls: list[Any] = []
+    original = restore_module.adapt_to_scan
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        calls.append(original(*args, **kwargs))
+        return calls[-1]
+
+    monkeypatch.setattr(restore_module, "adapt_to_scan", spy)
+    write_nifti(tmp_path / "t2.nii.gz", band_limited(3, 32, 32), np.eye(4))
+    edsr = str(make_checkpoint(tmp_path / "edsr.pt", {"name": "edsr", "scale": 2, "channels": 8, "n_blocks": 1}))
+    spec = write_spec(tmp_path, {
+        "cases": [{"name": "c", "target": "t2.nii.gz"}],
+        "methods": {"edsr": {"checkpoints": edsr, "adapt": 0},              # overrides the spec's adapt: 2
+                    "edsr_global": edsr,                                     # follows it (restore's default lr)
+                    "edsr_adapted": {"checkpoints": [edsr], "adapt": 3, "adapt_lr": "1e-3"},  # YAML 1.1 string
+                    "sinc": str(baseline_config(tmp_path / "sinc.yaml", "sinc"))},
+        "claims": [["edsr_adapted", "edsr"]],
+        "adapt": 2,
+    })
+    spec.write_text(spec.read_text().replace("'1e-3'", "1e-3"))  # as a user writes it: PyYAML reads a string
+    assert load_spec(spec).method_adapt["edsr_adapted"].lr == pytest.approx(1e-3)
+    messages: list[str] = []
+    realscan(spec, tmp_path / "out", device="cpu", log=messages.append)
+    out = tmp_path / "out"
+    payload = json.loads((out / "results.json").read_text())
+    methods = payload["cases"]["c"]["methods"]
+    assert all(m["status"] == "ok" for m in methods.values())
+    # restore adapted exactly the two labels that ask for it, with their steps and learning rates
+    assert sorted((a.steps, a.lr) for a in calls) == [(2, pytest.approx(methods["edsr_global"]["adapt_lr"])),
+                                                      (3, pytest.approx(1e-3))]
+    assert (methods["edsr"]["adapt_steps"], methods["edsr"]["adapt_lr"]) == (0, None)
+    assert methods["edsr_global"]["adapt_steps"] == 2 and methods["edsr_global"]["adapt_lr_requested"] is None
+    assert methods["edsr_adapted"]["adapt_steps"] == 3 and methods["edsr_adapted"]["adapt_lr"] == pytest.approx(1e-3)
+    assert methods["edsr_adapted"]["runs"][0]["adapt_lr"] == pytest.approx(1e-3)
+    assert (methods["sinc"]["adapt_steps"], methods["sinc"]["adapt_lr"]) == (0, None)  # parameter-free: unadapted
+    assert payload["method_adapt"]["edsr_adapted"] == {"steps": 3, "lr": pytest.approx(1e-3), "own": True}
+    assert payload["method_adapt"]["edsr_global"] == {"steps": 2, "lr": None, "own": False}
+    # the adaptation is inside the method's seconds
+    adapted_seconds = next(a.seconds for a in calls if a.steps == 3)
+    assert methods["edsr_adapted"]["runs"][0]["seconds"] >= adapted_seconds > 0
+    # the adapted volume is not the unadapted one, and the paired claim between them is computed
+    plain = read_nifti(out / methods["edsr"]["runs"][0]["volume"]).data
+    adapted = read_nifti(out / methods["edsr_adapted"]["runs"][0]["volume"]).data
+    assert plain.shape == adapted.shape and np.abs(adapted - plain).max() > 1e-4
+    (claim,) = payload["cases"]["c"]["claims"]
+    assert (claim["a"], claim["b"], claim["pairs"]) == ("edsr_adapted", "edsr", 3)
+    assert claim["mean_difference"] is not None and math.isfinite(claim["mean_difference"])
+    differences = np.subtract(methods["edsr_adapted"]["runs"][0]["per_slice"]["psnr"],
+                              methods["edsr"]["runs"][0]["per_slice"]["psnr"])
+    assert claim["mean_difference"] == pytest.approx(float(differences.mean()), rel=1e-9)
+    # the table shows the adaptation of each row
+    text = (out / "results.md").read_text()
+    assert "| method | acquisition | adapt | PSNR (dB) |" in text
+    assert "| edsr_adapted | super_resolution: 2× SR | 3 steps, lr 0.001 |" in text
+    assert "| edsr | super_resolution: 2× SR | – |" in text and "| sinc | super_resolution: 2× SR | – |" in text
+    assert "| edsr_adapted > edsr | 3 |" in text
+    assert "<th>adapt</th>" in (out / "report.html").read_text()
+    assert any("edsr_adapted (adapted: 3 steps, lr 0.001)" in m for m in messages)
+
+
 # ------------------------------------------------------------------------------------------------ bad specs
 
 
@@ -278,6 +342,45 @@ def test_bad_spec_exits_2_with_one_stderr_line_and_writes_nothing(kind: str, tmp
     (tmp_path / "edsr.yaml").write_text(yaml.safe_dump(raw))
     spec, key = _bad_specs(tmp_path)[kind]
     path = write_spec(tmp_path, spec)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["realscan", str(path), "--out", str(out), "--device", "cpu"])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: {key}: "), result.stderr
+    assert not out.exists() and not list(tmp_path.glob(".out.*"))
+
+
+@pytest.mark.parametrize(("kind", "key"), [
+    ("unknown key", "methods.edsr.adapt_steps"),
+    ("missing checkpoints", "methods.edsr.checkpoints"),
+    ("missing checkpoint file", "methods.edsr.checkpoints[1]"),
+    ("negative adapt", "methods.edsr.adapt"),
+    ("boolean adapt", "methods.edsr.adapt"),
+    ("zero adapt_lr", "methods.edsr.adapt_lr"),
+    ("text adapt_lr", "methods.edsr.adapt_lr"),
+    ("adapt on a parameter-free method", "methods.sinc.adapt"),
+    ("adapt_lr without adaptation", "methods.edsr.adapt_lr"),
+])
+def test_bad_method_mapping_exits_2_with_one_stderr_line_and_writes_nothing(kind: str, key: str,
+                                                                           tmp_path: Path) -> None:
+    write_nifti(tmp_path / "t2.nii.gz", band_limited(2, 16, 16), np.eye(4))
+    edsr = str(make_checkpoint(tmp_path / "edsr.pt", {"name": "edsr", "scale": 2, "channels": 8, "n_blocks": 1}))
+    sinc = str(baseline_config(tmp_path / "sinc.yaml", "sinc"))
+    entry: dict[str, Any] = {
+        "unknown key": {"checkpoints": edsr, "adapt_steps": 3},
+        "missing checkpoints": {"adapt": 3},
+        "missing checkpoint file": {"checkpoints": [edsr, "missing.pt"], "adapt": 3},
+        "negative adapt": {"checkpoints": edsr, "adapt": -1},
+        "boolean adapt": {"checkpoints": edsr, "adapt": True},
+        "zero adapt_lr": {"checkpoints": edsr, "adapt": 3, "adapt_lr": 0},
+        "text adapt_lr": {"checkpoints": edsr, "adapt": 3, "adapt_lr": "fast"},
+        "adapt on a parameter-free method": edsr,
+        "adapt_lr without adaptation": {"checkpoints": edsr, "adapt_lr": 1e-3},  # the spec's adapt is 0
+    }[kind]
+    methods = {"edsr": entry, "sinc": {"checkpoints": sinc, "adapt": 3}} if kind.startswith("adapt on") else {
+        "edsr": entry}
+    path = write_spec(tmp_path, {"cases": [{"name": "c", "target": str(tmp_path / "t2.nii.gz")}],
+                                 "methods": methods})
     out = tmp_path / "out"
     result = runner.invoke(app, ["realscan", str(path), "--out", str(out), "--device", "cpu"])
     assert result.exit_code == 2, result.output

@@ -50,10 +50,13 @@ AFFINE[:3, 3] = [-20.0, 35.0, 12.0]
 
 
 def make_checkpoint(path: Path, model: dict[str, Any], task: str = "super_resolution", scale: int = 2,
-                    acceleration: float = 1.0) -> Path:
-    """A checkpoint in the trainer's layout for ``model``, untrained (random or no weights)."""
+                    acceleration: float = 1.0, data: dict[str, Any] | None = None) -> Path:
+    """A checkpoint in the trainer's layout for ``model``, untrained (random or no weights); ``data`` adds keys of
+    the config's ``data`` section (``acquisition`` merged key by key)."""
+    extra = dict(data or {})
+    acquisition = {"acceleration": acceleration, "scale": scale, **extra.pop("acquisition", {})}
     raw = {"name": path.stem, "data": {"source": {"kind": "digital_brain", "size": 64}, "task": task,
-                                       "acquisition": {"acceleration": acceleration, "scale": scale}},
+                                       "acquisition": acquisition, **extra},
            "model": model, "trainer": {"max_steps": 1, "out_dir": str(path.parent)}}
     config = parse_config(raw)
     net = build_model(config.model, scale)

@@ -52,7 +52,7 @@ from accelmri.data.volume import ImageVolume, KspaceVolume
 from accelmri.physics.coils import rss
 from accelmri.physics.degrade import Acquisition
 from accelmri.physics.fft import fft2c, ifft2c
-from accelmri.physics.sensitivity import espirit_maps
+from accelmri.physics.sensitivity import calibrated_espirit_maps
 
 __all__ = ["TASKS", "SliceDataset", "SliceSource", "check_task", "open_pair", "open_source"]
 
@@ -240,11 +240,14 @@ class SliceDataset(Dataset[Sample]):
             ``hr_offset = (Y0, X0)``.
         sens_maps: ``"espirit"`` to estimate coil maps on the LR grid from the fully sampled calibration
             region (cached per slice; the calibration region is fully sampled in every mask, so the maps do
-            not depend on the random mask), or ``None``.
+            not depend on the random mask), calibrated by
+            :func:`~accelmri.physics.sensitivity.espirit_calibration`, or ``None``.
         normalization: ``"scale"`` divides images and k-space by the mean of the zero-filled input magnitude
             (``norm_mean = 0``: k-space stays consistent with the images); ``"meanstd"`` is the MINet/SANet
             recipe ``(x − mean)/std`` with the input's statistics (k-space divided by ``std`` only).
-        calib_width: ESPIRiT calibration width on the LR grid (default: the mask's centre lines).
+        calib_width: ESPIRiT calibration lines (phase encodes) on the LR grid (default: the mask's centre lines,
+            ``round(center_fraction · W)``); the block and kernel follow
+            :func:`~accelmri.physics.sensitivity.espirit_calibration`.
         slices: optional ``(volume index, slice index)`` list restricting the dataset (e.g. central slices).
         maps_cache_size: number of slices whose ESPIRiT maps are kept in memory.
 
@@ -311,9 +314,9 @@ class SliceDataset(Dataset[Sample]):
     def _maps(self, key: tuple[int, int], lr_kspace: torch.Tensor) -> torch.Tensor:
         maps = self._maps_cache.get(key)
         if maps is None:
-            lines = round(self.acquisition.center_fraction * lr_kspace.shape[-1])
-            calib = self.calib_width or lines
-            maps = espirit_maps(lr_kspace, calib_width=calib, kernel_size=min(6, calib // 2))
+            acquisition = self.acquisition
+            maps = calibrated_espirit_maps(lr_kspace, acquisition.center_fraction, acquisition.mask_kind,
+                                           lines=self.calib_width)
             self._maps_cache[key] = maps
             if len(self._maps_cache) > self.maps_cache_size:
                 self._maps_cache.popitem(last=False)

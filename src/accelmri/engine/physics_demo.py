@@ -24,7 +24,7 @@ from accelmri.physics.degrade import Acquisition
 from accelmri.physics.fft import fft2c
 from accelmri.physics.masks import MASK_KINDS
 from accelmri.physics.operators import SenseOperator, cg_sense
-from accelmri.physics.sensitivity import birdcage_maps, espirit_maps
+from accelmri.physics.sensitivity import birdcage_maps, calibrated_espirit_maps
 
 __all__ = ["DemoRow", "demo_kspace", "run_physics_demo"]
 
@@ -92,10 +92,7 @@ def run_physics_demo(
         acquisition = Acquisition(kind, acceleration, center_fraction, scale, noise, seed)
         start = time.perf_counter()
         acquired = acquisition.apply(kspace)
-        calib = max(4, round(center_fraction * min(acquired.kspace.shape[-2:])))
-        # A kernel wider than half the calibration block leaves too few calibration rows for the
-        # ESPIRiT null space (at 128² with 10 lines, kernel 6 cropped half the object): shrink it.
-        maps = espirit_maps(acquired.kspace, calib_width=calib, kernel_size=min(6, calib // 2))
+        maps = calibrated_espirit_maps(acquired.kspace, center_fraction, kind)  # the rule of SliceDataset
         zero_filled = SenseOperator(acquired.mask, maps).adjoint(acquired.kspace)
         zf_seconds = time.perf_counter() - start
         start = time.perf_counter()

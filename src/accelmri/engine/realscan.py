@@ -19,7 +19,9 @@ the checkpoint's :class:`~accelmri.physics.degrade.Acquisition`, evaluation's fi
 Cases of ``kind: kspace`` (raw multi-coil k-space: a twix ``.dat`` or a fastMRI/ISMRMRD ``.h5``) are also
 undersampled here, at the case's acceleration with a fixed seed, for two built-in baselines: ``zero_filled``
 (root-sum-of-squares of the zero-filled coil images) and ``cg_sense`` (ESPIRiT maps from the measured calibration
-block, CG-SENSE with a small Tikhonov weight, as :mod:`accelmri.engine.physics_demo`). Their ground truth is the
+region, calibrated by :func:`accelmri.physics.sensitivity.espirit_calibration` like the learned models' maps in
+:class:`~accelmri.data.datasets.SliceDataset`, then CG-SENSE with a small Tikhonov weight, as
+:mod:`accelmri.engine.physics_demo`). Their ground truth is the
 root-sum-of-squares of the fully sampled coil images. Checkpoints listed for such a case run through ``restore``
 with their own acquisition; a method that cannot run on a case (a single-coil model on multi-coil k-space, a
 reference-guided model without a reference, ...) is recorded as "not applicable: <reason>".
@@ -34,6 +36,7 @@ cases add ``ground_truth.h5``).
 
 from __future__ import annotations
 
+import contextlib
 import html
 import inspect
 import json
@@ -44,7 +47,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,12 +73,13 @@ from accelmri.physics.degrade import Acquisition
 from accelmri.physics.fft import ifft2c
 from accelmri.physics.masks import MASK_KINDS
 from accelmri.physics.operators import cg_sense
-from accelmri.physics.sensitivity import espirit_maps
+from accelmri.physics.sensitivity import calibrated_espirit_maps
 from accelmri.report.figures import Examples, example_figure
 from accelmri.report.html import html_table, png_data_uri, render_page
 from accelmri.report.tables import markdown_table
 
-__all__ = ["BUILTINS", "KINDS", "OUTPUT_FILES", "CaseSpec", "RealScanSpec", "load_spec", "realscan", "results_payload"]
+__all__ = ["BUILTINS", "KINDS", "OUTPUT_FILES", "CaseSpec", "MethodAdapt", "RealScanSpec", "load_spec", "realscan",
+           "results_payload"]
 
 #: Baselines computed here for ``kind: kspace`` cases (no entry in ``methods`` needed).
 BUILTINS = ("zero_filled", "cg_sense")
@@ -92,6 +96,7 @@ _CASE_KEYS = {
     "kspace": ("name", "kind", "target", "methods", "acceleration", "center_fraction", "mask", "seed", "l2_weight",
                "cg_iterations"),
 }
+_METHOD_KEYS = ("checkpoints", "adapt", "adapt_lr")
 _METHOD_SUFFIXES = (".pt", ".ckpt", ".yaml", ".yml")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _RESERVED = ("input", "target", "ground_truth")
@@ -133,6 +138,19 @@ class CaseSpec:
 
 
 @dataclass(frozen=True)
+class MethodAdapt:
+    """The test-time adaptation of one method label given as a mapping (``{checkpoints, adapt, adapt_lr}``).
+
+    Attributes:
+        steps: ``adapt_steps`` for this label's checkpoints (``0``: unadapted); ``None`` = the spec-level ``adapt``.
+        lr: ``adapt_lr`` passed to ``restore``; ``None`` = its default (0.1 × the checkpoint's ``optimizer.lr``).
+    """
+
+    steps: int | None = None
+    lr: float | None = None
+
+
+@dataclass(frozen=True)
 class RealScanSpec:
     """A validated spec (:func:`load_spec`).
 
@@ -141,7 +159,9 @@ class RealScanSpec:
         cases: the cases, in spec order.
         methods: ``{label: checkpoints or configs}`` (resolved paths; several = seeds), in spec order.
         claims: ``(a, b)`` pairs, "a above b".
-        adapt: test-time adaptation steps passed to ``restore`` where it has ``adapt_steps`` (0: none).
+        adapt: test-time adaptation steps passed to ``restore`` where it has ``adapt_steps`` (0: none), for the
+            trained super-resolution checkpoints of the labels without their own ``adapt``.
+        method_adapt: ``{label: MethodAdapt}`` of the labels given as a mapping (the others follow ``adapt``).
     """
 
     source: str
@@ -149,6 +169,7 @@ class RealScanSpec:
     methods: dict[str, tuple[Path, ...]]
     claims: tuple[tuple[str, str], ...]
     adapt: int = 0
+    method_adapt: dict[str, MethodAdapt] = field(default_factory=dict)
 
 
 def _path(value: Any, base: Path, source: str, key: str, *, folder_ok: bool = True) -> Path:
@@ -188,15 +209,43 @@ def _label(value: Any, source: str, key: str) -> str:
     return value
 
 
-def _methods(raw: Any, base: Path, source: str) -> dict[str, tuple[Path, ...]]:
+def _method_adapt(raw: Mapping[str, Any], source: str, key: str) -> MethodAdapt:
+    """The ``adapt`` / ``adapt_lr`` of a method given as a mapping (``key``: ``methods.<label>``)."""
+    steps = raw.get("adapt")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 0):
+        raise ConfigError(source, f"{key}.adapt", f"expected an integer ≥ 0 (test-time adaptation steps), got "
+                          f"{steps!r}")
+    lr = raw.get("adapt_lr")
+    if lr is not None:
+        if isinstance(lr, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            with contextlib.suppress(ValueError):
+                lr = float(lr)
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+            raise ConfigError(source, f"{key}.adapt_lr", f"expected a finite number > 0 (the adaptation's learning "
+                              f"rate), got {raw.get('adapt_lr')!r}")
+        lr = float(lr)
+    return MethodAdapt(steps, lr)
+
+
+def _methods(raw: Any, base: Path, source: str) -> tuple[dict[str, tuple[Path, ...]], dict[str, MethodAdapt]]:
     if raw is None:
-        return {}
+        return {}, {}
     if not isinstance(raw, Mapping):
-        raise ConfigError(source, "methods", "expected a mapping label → checkpoint/config path (or list of them)")
+        raise ConfigError(source, "methods", "expected a mapping label → checkpoint/config path (or list of them, "
+                          "or {checkpoints, adapt, adapt_lr})")
     methods: dict[str, tuple[Path, ...]] = {}
-    for label, value in raw.items():
+    adapts: dict[str, MethodAdapt] = {}
+    for label, entry in raw.items():
         key = f"methods.{label}"
         _label(label, source, key)
+        value = entry
+        if isinstance(entry, Mapping):
+            _unknown(entry, _METHOD_KEYS, source, key)
+            if "checkpoints" not in entry:
+                raise ConfigError(source, f"{key}.checkpoints", "missing: the checkpoint/config path (or list of "
+                                  "them, seeds)")
+            adapts[label] = _method_adapt(entry, source, key)
+            key, value = f"{key}.checkpoints", entry["checkpoints"]
         values = value if isinstance(value, list) else [value]
         if not values:
             raise ConfigError(source, key, "empty list: give at least one checkpoint")
@@ -208,7 +257,7 @@ def _methods(raw: Any, base: Path, source: str) -> dict[str, tuple[Path, ...]]:
                 raise ConfigError(source, where, f"{path}: expected a checkpoint (.pt, .ckpt) or a YAML config")
             paths.append(path)
         methods[label] = tuple(paths)
-    return methods
+    return methods, adapts
 
 
 def _case(raw: Any, index: int, methods: Mapping[str, tuple[Path, ...]], base: Path, source: str) -> CaseSpec:
@@ -288,7 +337,7 @@ def load_spec(spec: str | Path | Mapping[str, Any]) -> RealScanSpec:
     if not isinstance(raw, Mapping):
         raise ConfigError(source, "", "expected a mapping with cases and methods")
     _unknown(raw, _TOP_KEYS, source, "")
-    methods = _methods(raw.get("methods"), base, source)
+    methods, method_adapt = _methods(raw.get("methods"), base, source)
     cases_raw = raw.get("cases")
     if not isinstance(cases_raw, list) or not cases_raw:
         raise ConfigError(source, "cases", "expected a non-empty list of cases")
@@ -315,7 +364,7 @@ def load_spec(spec: str | Path | Mapping[str, Any]) -> RealScanSpec:
     adapt = raw.get("adapt", 0)
     if isinstance(adapt, bool) or not isinstance(adapt, int) or adapt < 0:
         raise ConfigError(source, "adapt", f"expected an integer ≥ 0 (test-time adaptation steps), got {adapt!r}")
-    return RealScanSpec(source, cases, methods, tuple(claims), adapt)
+    return RealScanSpec(source, cases, methods, tuple(claims), adapt, method_adapt)
 
 
 @dataclass(frozen=True)
@@ -333,7 +382,8 @@ def _load_configs(spec: RealScanSpec) -> dict[Path, _Method]:
     configs: dict[Path, _Method] = {}
     for label, paths in spec.methods.items():
         for index, path in enumerate(paths):
-            key = f"methods.{label}" + (f"[{index}]" if len(paths) > 1 else "")
+            key = f"methods.{label}" + (".checkpoints" if label in spec.method_adapt else "") + (
+                f"[{index}]" if len(paths) > 1 else "")
             try:
                 config, model = load_method(path, (), torch.device("cpu"))
                 configs[path] = _Method(config, "reference" in tuple(getattr(model, "required_fields", ())),
@@ -496,16 +546,6 @@ def _score(truth: np.ndarray, output: np.ndarray, reference: np.ndarray, scale: 
     return scores
 
 
-def _espirit_kernel(calib: int) -> int:
-    """ESPIRiT kernel side for a ``calib``-line calibration block: a third of it, 3 to 6 (never above ``calib``).
-
-    Measured on the 16-coil Pulseq brain, R = 4 equispaced, 10 calibration lines: kernel 5 (``min(6, calib // 2)``
-    of the physics demo) gave CG-SENSE 12.96 dB against zero-filling's 21.15 dB (maps cropped inside the head),
-    kernel 3 gave 27.24 dB (λ = 0.01); with 16 lines kernels 3–5 agree within 0.2 dB.
-    """
-    return min(calib, 6, max(3, calib // 3))
-
-
 def _kspace_baselines(case: CaseSpec, source: SliceSource) -> dict[str, dict[str, Any]]:
     """``zero_filled`` and ``cg_sense`` of a ``kspace`` case: ``{label: {"volume", "reference", "input",
     "seconds"}}`` with volumes ``(S, H, W)`` and the band references ``(S, bh, bw)``."""
@@ -524,9 +564,8 @@ def _kspace_baselines(case: CaseSpec, source: SliceSource) -> dict[str, dict[str
         results["zero_filled"]["volume"].append(zero_filled.numpy())
         start = time.perf_counter()
         maps = None
-        if acquired.kspace.shape[0] > 1:
-            calib = min(band)
-            maps = espirit_maps(acquired.kspace, calib_width=calib, kernel_size=_espirit_kernel(calib))
+        if acquired.kspace.shape[0] > 1:  # the calibration of SliceDataset, the learned models' maps
+            maps = calibrated_espirit_maps(acquired.kspace, case.center_fraction, case.mask)
         image = cg_sense(acquired.kspace, acquired.mask, maps, case.l2_weight, case.cg_iterations, tol=1e-6).x
         results["cg_sense"]["seconds"] += time.perf_counter() - start
         results["cg_sense"]["volume"].append(image.abs().numpy())
@@ -569,6 +608,66 @@ def _adapt_plan(adapt: int) -> tuple[int, tuple[str, ...], str | None]:
                           f"of task {', '.join(tasks)} (parameter-free methods and other tasks run unadapted)")
 
 
+def _method_plans(spec: RealScanSpec, configs: Mapping[Path, _Method], steps: int,
+                  tasks: tuple[str, ...]) -> dict[str, tuple[int, float | None]]:
+    """``{label: (adapt_steps, adapt_lr)}`` given to ``restore`` for each label of ``spec.methods``: the label's own
+    ``adapt`` / ``adapt_lr`` (:class:`MethodAdapt`), else the spec-level plan (``steps`` for the trained checkpoints
+    of ``tasks``, :func:`_adapt_plan`); ``adapt_lr`` ``None`` = restore's default.
+
+    Raises:
+        ConfigError: a label's own ``adapt > 0`` on a checkpoint that cannot adapt (parameter-free, a task other
+            than super-resolution, a ``restore`` without ``adapt_steps``), or its ``adapt_lr`` on a label that runs
+            unadapted.
+    """
+    plans: dict[str, tuple[int, float | None]] = {}
+    for label, paths in spec.methods.items():
+        own = spec.method_adapt.get(label, MethodAdapt())
+        key = f"methods.{label}"
+        first = configs[paths[0]]
+        if own.steps is None:  # the spec-level rule: trained checkpoints of the tasks that adapt, others unadapted
+            adapts = bool(steps) and first.trainable and first.config.data.task in tasks
+            label_steps = steps if adapts else 0
+            why = ("the spec's adapt is 0" if not steps else
+                   f"{first.config.model.name} has no trainable parameters" if not first.trainable else
+                   f"task {first.config.data.task} does not adapt")
+        else:
+            label_steps, why = own.steps, "its adapt is 0"
+            if label_steps and "adapt_steps" not in inspect.signature(restore).parameters:
+                raise ConfigError(spec.source, f"{key}.adapt", "this version of restore has no adapt_steps")
+            if label_steps:
+                from accelmri.engine.adapt import ADAPT_TASKS
+
+                for path in paths:
+                    method = configs[path]
+                    if method.config.data.task not in ADAPT_TASKS:
+                        raise ConfigError(spec.source, f"{key}.adapt", f"{path}: scan-specific adaptation supports "
+                                          f"task {', '.join(ADAPT_TASKS)} only, this checkpoint's task is "
+                                          f"{method.config.data.task}")
+                    if not method.trainable:
+                        raise ConfigError(spec.source, f"{key}.adapt", f"{path}: {method.config.model.name} has no "
+                                          "trainable parameters: nothing to adapt")
+        if own.lr is not None and not label_steps:
+            raise ConfigError(spec.source, f"{key}.adapt_lr", f"no adaptation to use it: {label} runs unadapted "
+                              f"({why})")
+        plans[label] = (label_steps, own.lr if label_steps else None)
+    return plans
+
+
+def _adapt_text(method: Mapping[str, Any]) -> str:
+    """The table's adapt cell: ``"N steps, lr x"``, or ``"–"`` for an unadapted method."""
+    steps, lr = method.get("adapt_steps", 0), method.get("adapt_lr")
+    if not steps:
+        return "–"
+    return f"{steps} steps" + ("" if lr is None else f", lr {lr:.3g}")
+
+
+def _default_adapt_lr(config: ExperimentConfig) -> float:
+    """The learning rate ``restore`` adapts with when ``adapt_lr`` is not given (``accelmri.engine.adapt``)."""
+    from accelmri.engine.adapt import ADAPT_LR_FACTOR
+
+    return float(ADAPT_LR_FACTOR * config.optimizer.lr)
+
+
 def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__
 
@@ -582,8 +681,10 @@ def _summary(runs: Sequence[dict[str, Any]]) -> tuple[dict[str, float], dict[str
 
 
 def _run_case(case: CaseSpec, spec: RealScanSpec, configs: Mapping[Path, _Method], out: Path, device: str,
-              adapt: tuple[int, tuple[str, ...]], log: Callable[[str], None]) -> tuple[dict[str, Any], Path | None]:
-    """Run every method of one case; returns its ``results.json`` entry and its figure (``None`` without one)."""
+              plans: Mapping[str, tuple[int, float | None]],
+              log: Callable[[str], None]) -> tuple[dict[str, Any], Path | None]:
+    """Run every method of one case (``plans``: :func:`_method_plans`); returns its ``results.json`` entry and its
+    figure (``None`` without one)."""
     source = open_source(case.target)
     try:
         truth = _ground_truth(source)
@@ -616,7 +717,7 @@ def _run_case(case: CaseSpec, spec: RealScanSpec, configs: Mapping[Path, _Method
             _write_h5(volume_path, result["volume"], {"accelmri_model": label, "accelmri_mode": "degraded"})
             method.update(model=label, task="reconstruction", source="built-in", scale=1,
                           acquisition=_acquisition_text("reconstruction", case),
-                          realised_acceleration=result["acceleration"])
+                          realised_acceleration=result["acceleration"], adapt_steps=0, adapt_lr=None)
             output = _read_restored(volume_path)
             scores = _score(truth, output, result["reference"], 1)
             method["runs"].append({"source": "built-in", "volume": str(volume_path.relative_to(out)),
@@ -628,11 +729,15 @@ def _run_case(case: CaseSpec, spec: RealScanSpec, configs: Mapping[Path, _Method
             paths = spec.methods[label]
             loaded = configs[paths[0]]
             config = loaded.config
-            steps, tasks = adapt
-            extra = {"adapt_steps": steps} if steps and loaded.trainable and config.data.task in tasks else {}
+            steps, lr = plans[label]
+            extra: dict[str, Any] = {"adapt_steps": steps} if steps else {}
+            if steps and lr is not None:
+                extra["adapt_lr"] = lr
+            used_lr = [None if not steps else lr if lr is not None else _default_adapt_lr(configs[p].config)
+                       for p in paths]  # what restore uses: adapt_lr, else its default from the checkpoint
             method.update(model=config.model.name, task=config.data.task, scale=config.data.acquisition.scale,
                           acquisition=_acquisition_text(config.data.task, config.data.acquisition),
-                          adapt_steps=extra.get("adapt_steps", 0))
+                          adapt_steps=steps, adapt_lr=used_lr[0], adapt_lr_requested=lr)
             for seed, path in enumerate(paths):
                 name = f"{label}_seed{seed}" if len(paths) > 1 else label
                 volume_path = folder / f"{name}{_output_suffix(case.target)}"
@@ -657,14 +762,15 @@ def _run_case(case: CaseSpec, spec: RealScanSpec, configs: Mapping[Path, _Method
                     break
                 scores = _score(truth, output, reference, configs[path].config.data.acquisition.scale)
                 method["runs"].append({"source": str(path), "volume": str(written.relative_to(out)),
-                                       "seconds": seconds, **scores})
+                                       "seconds": seconds, "adapt_lr": used_lr[seed], **scores})
                 outputs.setdefault(label, output[middle])
                 if examples_input is None:
                     examples_input = lr_input[middle]
         if method["runs"]:
             method["mean"], method["std"] = _summary(method["runs"])
             mean = method["mean"]
-            log(f"[{case.name}] {label}: {mean['psnr']:.2f} dB, SSIM {mean['ssim']:.4f}, drift "
+            adapted = f" (adapted: {_adapt_text(method)})" if method.get("adapt_steps") else ""
+            log(f"[{case.name}] {label}{adapted}: {mean['psnr']:.2f} dB, SSIM {mean['ssim']:.4f}, drift "
                 f"{mean['drift_percent']:.2f} %, {mean['seconds']:.1f} s")
     figure = None
     if outputs and examples_input is not None:
@@ -750,16 +856,27 @@ _HEADER = ["method", "acquisition", "PSNR (dB)", "SSIM", "NMSE", "intensity drif
 _CLAIMS_HEADER = ["claim", "pairs", "mean difference (dB)", "p", "holds"]
 
 
-def _case_rows(entry: Mapping[str, Any]) -> tuple[list[list[str]], list[str]]:
+def _adapts(payload: Mapping[str, Any]) -> bool:
+    """Whether a method of the run adapted (the tables then get an ``adapt`` column after ``acquisition``)."""
+    return any(method.get("adapt_steps") for entry in payload["cases"].values() for method in entry["methods"].values())
+
+
+def _header(adapt_column: bool) -> tuple[list[str], int]:
+    """The case table's header and its number of text columns."""
+    return ([*_HEADER[:2], "adapt", *_HEADER[2:]], 3) if adapt_column else (_HEADER, 2)
+
+
+def _case_rows(entry: Mapping[str, Any], adapt_column: bool = False) -> tuple[list[list[str]], list[str]]:
     rows, notes = [], []
     for label, method in entry["methods"].items():
+        adapt = [_adapt_text(method)] if adapt_column else []
         if not method["runs"]:
-            rows.append([label, "not applicable", *(["–"] * 6)])
+            rows.append([label, "not applicable", *adapt, *(["–"] * 6)])
             notes.append(f"{label}: not applicable: {method.get('reason', '')}")
             continue
         seeds = len(method["runs"])
         name = f"{label} ({seeds} seeds)" if seeds > 1 else label
-        rows.append([name, method["acquisition"], _cell(method, "psnr", 2), _cell(method, "ssim", 4),
+        rows.append([name, method["acquisition"], *adapt, _cell(method, "psnr", 2), _cell(method, "ssim", 4),
                      _cell(method, "nmse", 5), _drift_cell(method), _cell(method, "offset", 3, "g"),
                      _cell(method, "seconds", 1)])
     return rows, notes
@@ -786,8 +903,11 @@ _INTRO = (
     "band the input measured fully; offset: the signed mean difference there, in grey levels (docs/realscan.md); "
     "(GT x): the ground truth's own drift against that band where it is not ~0 (multi-coil root-sum-of-squares "
     "does not commute with the low-pass: compare the drift with this floor). "
-    "Seconds: wall time of one restore (load, degrade, restore, write) or of the built-in reconstruction."
+    "Seconds: wall time of one restore (load, degrade, scan-specific adaptation if any, restore, write) or of the "
+    "built-in reconstruction."
 )
+_ADAPT_NOTE = ("Adapt: test-time adaptation of the checkpoint to each scan before it is restored (steps, Adam "
+               "learning rate; accelmri.engine.adapt), included in the seconds; – = unadapted.")
 _CLAIMS_NOTE = "Claims \"a above b\": two-sided paired t-tests of per-slice PSNR over (seed, slice) pairs:"
 
 
@@ -796,13 +916,17 @@ def _markdown(payload: Mapping[str, Any], figures: Mapping[str, Path | None]) ->
              _INTRO]
     if payload["adapt"]["note"]:
         lines += ["", payload["adapt"]["note"] + "."]
+    adapt_column = _adapts(payload)
+    header, text_columns = _header(adapt_column)
+    if adapt_column:
+        lines += ["", _ADAPT_NOTE]
     for name, entry in payload["cases"].items():
         shape = "×".join(str(n) for n in entry["shape"])
         lines += ["", f"## {name}", "", f"`{Path(entry['target']).name}` ({entry['kind']}, {entry['slices']} "
                   f"slice{'s' if entry['slices'] != 1 else ''} of {shape})"
                   + (f", reference `{Path(entry['reference']).name}`" if entry["reference"] else "") + ".", ""]
-        rows, notes = _case_rows(entry)
-        lines += markdown_table(_HEADER, rows)
+        rows, notes = _case_rows(entry, adapt_column)
+        lines += markdown_table(header, rows, text_columns)
         lines += (["", *(f"- {note}" for note in notes)] if notes else [])
         if entry["claims"]:
             lines += ["", _CLAIMS_NOTE, "", *markdown_table(_CLAIMS_HEADER, _claim_rows(entry["claims"], True), 1)]
@@ -821,11 +945,15 @@ def _html(payload: Mapping[str, Any], figures: Mapping[str, Path | None]) -> str
              f"{html.escape(payload['spec'])}</code></p>", f"<p>{html.escape(_INTRO)}</p>"]
     if payload["adapt"]["note"]:
         parts.append(f"<p class=note>{html.escape(payload['adapt']['note'])}</p>")
+    adapt_column = _adapts(payload)
+    header, text_columns = _header(adapt_column)
+    if adapt_column:
+        parts.append(f"<p class=note>{html.escape(_ADAPT_NOTE)}</p>")
     for name, entry in payload["cases"].items():
-        rows, notes = _case_rows(entry)
+        rows, notes = _case_rows(entry, adapt_column)
         parts += [f"<h2>{html.escape(name)}</h2>",
                   f"<p class=note><code>{html.escape(entry['target'])}</code> ({html.escape(entry['kind'])}, "
-                  f"{entry['slices']} slices)</p>", html_table(_HEADER, rows, 2)]
+                  f"{entry['slices']} slices)</p>", html_table(header, rows, text_columns)]
         parts += [f"<p class=note>{html.escape(note)}</p>" for note in notes]
         if entry["claims"]:
             parts += [f"<p>{html.escape(_CLAIMS_NOTE)}</p>", html_table(_CLAIMS_HEADER,
@@ -876,6 +1004,7 @@ def realscan(
     out = Path(out)
     _check_out(out, parsed, overwrite)
     steps, tasks, adapt_note = _adapt_plan(parsed.adapt)
+    plans = _method_plans(parsed, configs, steps, tasks)
     if adapt_note:
         log(adapt_note)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -886,13 +1015,15 @@ def realscan(
         figures: dict[str, Path | None] = {}
         for case in parsed.cases:
             log(f"[{case.name}] {case.target} ({', '.join(case.methods)})")
-            entries[case.name], figures[case.name] = _run_case(case, parsed, configs, tmp, device, (steps, tasks), log)
+            entries[case.name], figures[case.name] = _run_case(case, parsed, configs, tmp, device, plans, log)
             listed = [(a, b) for a, b in parsed.claims if a in case.methods and b in case.methods]
             entries[case.name]["claims"] = _claims({case.name: entries[case.name]}, listed)
         pooled = _claims(entries, parsed.claims) if len(entries) > 1 else []
         payload = {"spec": parsed.source, "accelmri": __version__, "device": device,
                    "adapt": {"requested": parsed.adapt, "steps": steps, "note": adapt_note},
                    "methods": {label: [str(p) for p in paths] for label, paths in parsed.methods.items()},
+                   "method_adapt": {label: {"steps": plan[0], "lr": plan[1],
+                                            "own": label in parsed.method_adapt} for label, plan in plans.items()},
                    "claims": pooled, "cases": entries}
         write_json_atomic(tmp / "results.json", _finite(payload))
         for name, text in (("results.md", _markdown(payload, figures)), ("report.html", _html(payload, figures))):

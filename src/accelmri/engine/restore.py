@@ -95,7 +95,7 @@ from accelmri.models.base import set_channels_last
 from accelmri.physics.coils import rss
 from accelmri.physics.fft import ifft2c
 from accelmri.physics.masks import realised_acceleration
-from accelmri.physics.sensitivity import espirit_maps
+from accelmri.physics.sensitivity import calibrated_espirit_maps
 
 __all__ = ["INPUT_KINDS", "ContrastMismatchWarning", "restore", "restored_affine"]
 
@@ -228,8 +228,8 @@ def _acquired_sample(
     normalized = ((lr_input - mean) / std).to(torch.float32)[None]
     maps = None
     if data.sens_maps == "espirit" and kspace.shape[0] > 1:  # the calibration of SliceDataset
-        lines = round(data.acquisition.center_fraction * kspace.shape[-1])
-        maps = espirit_maps(kspace, calib_width=lines, kernel_size=min(6, lines // 2))
+        acquisition = data.acquisition
+        maps = calibrated_espirit_maps(kspace, acquisition.center_fraction, acquisition.mask_kind)
     guide = None
     if reference is not None:
         ref_image = _magnitude(reference.kspace(index))

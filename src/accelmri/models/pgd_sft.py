@@ -240,13 +240,14 @@ class PGDSFT(nn.Module):
     """Joint Rec + SR of paper 001: PGD deep-equilibrium reconstruction feeding an RRDB-SFT SR network via SFT.
 
     Args:
-        scale: SR factor ``s`` (a power of 2: one nearest-neighbour ×2 stage per factor 2).
+        scale: SR factor ``s`` (a power of 2: one nearest-neighbour ×2 stage per factor 2); ``1`` only with
+            ``mode="recon_only"``: the Rec module as a reconstruction model (task ``reconstruction``, ``R > 1``).
         mode: ``"joint"`` (the proposed model), or an ablation of Tables 1–2: ``"sr_only"`` ("SR": the SR module
             on ``lr_input`` with plain two-skip RRDBs; no Rec module, no k-space), ``"recon_only"`` ("Recon": the
             Rec module alone; ``image`` is the k-space zero-padding (sinc) interpolation of ``x*``, i.e. the
             adjoint of the truncation ``H`` in ``P = M H`` (Eq. 1), since the Rec module has no SR capacity of its
-            own), ``"no_sft"`` ("Recon+SR": Rec and SR trained end to end in series: ``|x*|`` is the SR module's
-            input, its blocks are plain two-skip RRDBs without SFT).
+            own; at ``scale = 1`` it is ``|x*|`` itself), ``"no_sft"`` ("Recon+SR": Rec and SR trained end to end
+            in series: ``|x*|`` is the SR module's input, its blocks are plain two-skip RRDBs without SFT).
         channels: SR feature channels (paper 64).
         growth: SR dense-block growth channels (paper 32).
         n_blocks: number of RRDB(-SFT) blocks (paper 23).
@@ -266,8 +267,8 @@ class PGDSFT(nn.Module):
     Φ, "deq_residual": (B,) float32 relative residual of the last one})``; all images in normalised batch units.
 
     Raises:
-        ValueError: bad ``scale``, ``mode`` or solver settings; at forward, missing batch fields or multi-coil
-            k-space without ``sens_maps``.
+        ValueError: bad ``scale`` (scale 1 outside ``"recon_only"``), ``mode`` or solver settings; at forward,
+            missing batch fields or multi-coil k-space without ``sens_maps``.
     """
 
     def __init__(
@@ -288,10 +289,13 @@ class PGDSFT(nn.Module):
         step_size: float = 1.0,
     ) -> None:
         super().__init__()
-        if isinstance(scale, bool) or not isinstance(scale, int) or scale < 2 or scale & (scale - 1):
-            raise ValueError(f"pgd_sft: scale must be a power of 2 (>= 2), got {scale!r}")
         if mode not in get_args(Mode):
             raise ValueError(f"pgd_sft: mode must be one of {get_args(Mode)}, got {mode!r}")
+        if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1 or scale & (scale - 1):
+            raise ValueError(f"pgd_sft: scale must be a power of 2 (>= 2), got {scale!r}")
+        if scale == 1 and mode != "recon_only":
+            raise ValueError(f"pgd_sft: scale 1 (task reconstruction) is the Rec module alone: mode 'recon_only', "
+                             f"got mode {mode!r}")
         if max_iter < 1 or tol < 0:
             raise ValueError(f"pgd_sft: need max_iter >= 1 and tol >= 0, got max_iter={max_iter}, tol={tol}")
         self.scale = scale
@@ -351,8 +355,9 @@ class PGDSFT(nn.Module):
         x, iterations, residual = self.reconstruct(batch)
         lr_image = to_batch_units(x.abs()[:, None], batch)
         extras = {"deq_iterations": torch.tensor(iterations, device=x.device), "deq_residual": residual.float()}
-        if self.sr is None:
-            image = to_batch_units(sinc_interpolate(x, self.scale).abs()[:, None], batch)
+        if self.sr is None:  # "recon_only": sinc interpolation of x* (scale 1: |x*| itself)
+            image = lr_image if self.scale == 1 else to_batch_units(sinc_interpolate(x, self.scale).abs()[:, None],
+                                                                     batch)
         elif self.condition is None:
             image = grid.crop_hr(self.sr(grid.pad_lr(lr_image), None))
         else:

@@ -18,10 +18,23 @@ about 218 MB of dependencies (numba, llvmlite) and a ~7 s import for this single
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
-__all__ = ["birdcage_maps", "espirit_maps"]
+from accelmri.physics.masks import MASK_KINDS
+
+__all__ = [
+    "ESPIRIT_MAX_READOUT",
+    "EspiritCalibration",
+    "birdcage_maps",
+    "calibrated_espirit_maps",
+    "espirit_calibration",
+    "espirit_maps",
+]
+
+#: Largest readout extent (samples along ``H``) of the calibration block of a 1-D mask (:func:`espirit_calibration`).
+ESPIRIT_MAX_READOUT = 64
 
 
 def birdcage_maps(
@@ -82,7 +95,7 @@ def birdcage_maps(
 
 def espirit_maps(
     kspace: torch.Tensor,
-    calib_width: int = 24,
+    calib_width: int | tuple[int, int] = 24,
     kernel_size: int = 6,
     threshold: float = 0.02,
     crop: float = 0.8,
@@ -91,8 +104,9 @@ def espirit_maps(
 
     Algorithm (Uecker et al., MRM 2014):
 
-    1. Take the central ``calib_width × calib_width`` block of k-space (clipped to the matrix), centred on
-       the DC sample ``(H // 2, W // 2)``. Only this block is used, so data undersampled outside it are fine.
+    1. Take the central ``calib_width × calib_width`` block of k-space (or ``h × w`` for ``calib_width = (h, w)``;
+       clipped to the matrix), centred on the DC sample ``(H // 2, W // 2)``. Only this block is used, so data
+       undersampled outside it are fine.
     2. Build the calibration (block-Hankel) matrix whose rows are all ``kernel_size × kernel_size × C``
        patches of that block, take its SVD and keep the right singular vectors with singular value
        ``> threshold · σ_max``: an orthonormal basis ``{v_n}`` of the signal subspace of k-space patches.
@@ -115,7 +129,9 @@ def espirit_maps(
         kspace: ``(C, H, W)`` or ``(B, C, H, W)`` complex multi-coil k-space, DC at ``(H // 2, W // 2)``;
             the calibration block must be fully sampled (no sample that is zero in all coils). A batch is
             processed one item at a time.
-        calib_width: side of the square calibration block in samples (clipped to ``H`` and ``W``).
+        calib_width: side of the square calibration block in samples, or its ``(h, w)`` along ``(H, W)`` (a
+            rectangle: the fully sampled readout of a 1-D mask's centre lines); clipped to ``H`` and ``W``. To
+            derive it and ``kernel_size`` from a mask's centre fraction use :func:`calibrated_espirit_maps`.
         kernel_size: side of the square ESPIRiT kernel in samples (BART/sigpy default 6).
         threshold: relative singular-value threshold in ``(0, 1]`` that separates signal from noise
             subspace (default 0.02, as in BART ``ecalib`` and sigpy).
@@ -138,33 +154,39 @@ def espirit_maps(
         raise TypeError(f"espirit_maps: kspace must be a complex torch.Tensor, got {got}")
     if kspace.ndim not in (3, 4) or min(kspace.shape) == 0:
         raise ValueError(f"espirit_maps: kspace must be (C, H, W) or (B, C, H, W), got shape {tuple(kspace.shape)}")
-    for name, value in (("calib_width", calib_width), ("kernel_size", kernel_size)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"espirit_maps: {name} must be a positive int, got {value!r}")
+    block = tuple(calib_width) if isinstance(calib_width, (tuple, list)) else (calib_width, calib_width)
+    if len(block) != 2 or not all(_positive_int(value) for value in block):
+        raise ValueError(f"espirit_maps: calib_width must be a positive int or a pair (h, w) of them, "
+                         f"got {calib_width!r}")
+    if not _positive_int(kernel_size):
+        raise ValueError(f"espirit_maps: kernel_size must be a positive int, got {kernel_size!r}")
     if not 0 < threshold <= 1:
         raise ValueError(f"espirit_maps: threshold must be in (0, 1], got {threshold!r}")
     if not 0 <= crop < 1:
         raise ValueError(f"espirit_maps: crop must be in [0, 1), got {crop!r}")
     height, width = kspace.shape[-2:]
-    if kernel_size > min(calib_width, height, width):
-        raise ValueError(
-            f"espirit_maps: kernel_size {kernel_size} exceeds the calibration block "
-            f"{min(calib_width, height)}×{min(calib_width, width)}"
-        )
+    cal = (min(block[0], height), min(block[1], width))
+    if kernel_size > min(cal):
+        raise ValueError(f"espirit_maps: kernel_size {kernel_size} exceeds the calibration block {cal[0]}×{cal[1]}")
     if kspace.ndim == 4:
-        return torch.stack([_espirit_single(k, calib_width, kernel_size, threshold, crop) for k in kspace])
-    return _espirit_single(kspace, calib_width, kernel_size, threshold, crop)
+        return torch.stack([_espirit_single(k, cal, kernel_size, threshold, crop) for k in kspace])
+    return _espirit_single(kspace, cal, kernel_size, threshold, crop)
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def _espirit_single(
-    kspace: torch.Tensor, calib_width: int, kernel_size: int, threshold: float, crop: float
+    kspace: torch.Tensor, calib: tuple[int, int], kernel_size: int, threshold: float, crop: float
 ) -> torch.Tensor:
-    """ESPIRiT for one ``(C, H, W)`` k-space; arguments already validated by :func:`espirit_maps`."""
+    """ESPIRiT for one ``(C, H, W)`` k-space and an ``(h, w)`` block inside it; arguments validated by
+    :func:`espirit_maps`."""
     num_coils, height, width = kspace.shape
     k = kernel_size
 
     # 1. Central calibration block.
-    cal_h, cal_w = min(calib_width, height), min(calib_width, width)
+    cal_h, cal_w = calib
     h0, w0 = height // 2 - cal_h // 2, width // 2 - cal_w // 2
     calib = kspace[:, h0 : h0 + cal_h, w0 : w0 + cal_w].to(torch.complex128)
     if bool((calib.abs().sum(dim=0) == 0).any()):
@@ -204,3 +226,125 @@ def _espirit_single(
     maps = maps * phase
     keep = eigvals[..., -1] > crop
     return torch.where(keep, maps, torch.zeros((), dtype=maps.dtype, device=maps.device)).to(torch.complex64)
+
+
+@dataclass(frozen=True)
+class EspiritCalibration:
+    """Where ESPIRiT calibrates for a mask (:func:`espirit_calibration`).
+
+    Attributes:
+        block: ``(h, w)`` of the central calibration block along ``(H, W)`` (``H`` the readout, ``W`` the phase
+            encodes along which 1-D masks undersample), in samples.
+        kernel_size: side of the square ESPIRiT kernel in samples.
+    """
+
+    block: tuple[int, int]
+    kernel_size: int
+
+    @property
+    def rows(self) -> int:
+        """Kernel positions inside the block: the rows of the calibration matrix."""
+        k = self.kernel_size
+        return (self.block[0] - k + 1) * (self.block[1] - k + 1)
+
+
+def espirit_calibration(
+    shape: tuple[int, int],
+    center_fraction: float | None = None,
+    mask_kind: str = "equispaced",
+    lines: int | None = None,
+) -> EspiritCalibration:
+    """The ESPIRiT calibration of the toolkit for a mask with a fully sampled centre: block and kernel size.
+
+    The one rule of every code path that estimates maps from undersampled k-space (``SliceDataset(sens_maps=
+    "espirit")``, ``restore``, ``realscan``'s ``cg_sense``, ``physics-demo``):
+
+    * **Block.** ``lines = round(center_fraction · W)``, the fully sampled centre columns exactly as
+      :func:`~accelmri.physics.masks.make_mask` builds them. A 1-D mask (``random``, ``equispaced``,
+      ``gaussian1d``) measures every readout sample of those lines, so the block is the rectangle
+      ``(min(H, 64), lines)`` (:data:`ESPIRIT_MAX_READOUT`); ``poisson2d`` measures only its calibration box
+      ``(round(center_fraction · H), lines)``.
+    * **Kernel.** For the block's narrow side ``n``: ``min(6, n // 2)`` for a 1-D mask's rectangle and
+      ``min(6, 2n // 5)`` for a ``poisson2d`` box (fewer kernel positions fit in a box), at least ``min(n, 2)``.
+
+    Why (measured; CG-SENSE λ = 0.01, PSNR of the magnitude against the fully sampled root-sum-of-squares; R = 4
+    equispaced, 10 centre lines of 128): the former rule, a square ``lines × lines`` block with kernel
+    ``min(6, lines // 2)``, calibrated on 36 positions of a 5 × 5 kernel in a 10 × 10 block; on the real 16-coil
+    Pulseq brain its maps were cropped inside the head and CG-SENSE gave 16.92 dB, below zero-filling's 21.15 dB.
+    With the fully sampled readout, the ``64 × 10`` block and kernel 5 give 27.09 dB there, 25.1 dB on the 8-coil
+    digital brain (zero-filled 18.0 dB) and 25.4 dB on the 16-coil realistic digital brain (18.4 dB). Kernels 2 to
+    6 all stay within 0.3 dB on Pulseq with this block, while the digital brain wants the large kernel (kernel 3:
+    21.2 dB). A full 128-sample readout changes these numbers by < 0.2 dB; 64 bounds the SVD cost of long
+    readouts. Square boxes (``poisson2d``) have no readout to add: on Pulseq a 10 × 10 box gives 27.24 / 26.23 /
+    16.92 dB with kernels 3 / 4 / 5, the digital brain 20.9 / 23.4 / 25.5 dB, an 8 × 8 box on the 96² phantom of
+    ``physics-demo`` NMSE 0.011 / 0.0095 with kernels 3 / 4 and 0.65 (worse than zero-filling, 0.12) with kernel
+    2: hence ``2n // 5`` (4 for 10, 3 for 8).
+
+    Args:
+        shape: ``(H, W)`` of the k-space grid the maps are estimated on (the LR grid for super-resolution).
+        center_fraction: the mask's fully sampled centre fraction in ``[0, 1)`` (``make_mask``'s); not needed with
+            ``lines``.
+        mask_kind: one of :data:`~accelmri.physics.masks.MASK_KINDS`.
+        lines: the fully sampled centre columns, overriding ``center_fraction`` (e.g. a measured calibration
+            band); clipped to ``W``.
+
+    Returns:
+        The :class:`EspiritCalibration`: pass ``block`` as ``calib_width`` and ``kernel_size`` to
+        :func:`espirit_maps` (or call :func:`calibrated_espirit_maps`).
+
+    Raises:
+        ValueError: a shape that is not two positive ints, an unknown mask kind, neither ``center_fraction`` nor
+            ``lines`` given, or a centre of fewer than one sample along an axis.
+    """
+    if len(shape) != 2 or not all(_positive_int(n) for n in shape):
+        raise ValueError(f"espirit_calibration: shape must be two positive ints (H, W), got {shape!r}")
+    if mask_kind not in MASK_KINDS:
+        raise ValueError(f"espirit_calibration: mask_kind must be one of {', '.join(MASK_KINDS)}, got {mask_kind!r}")
+    height, width = shape
+    if lines is None:
+        if center_fraction is None or isinstance(center_fraction, bool) or not 0 <= center_fraction < 1:
+            raise ValueError("espirit_calibration: give center_fraction in [0, 1) or lines, got "
+                             f"center_fraction={center_fraction!r}")
+        lines = round(center_fraction * width)
+    if isinstance(lines, bool) or not isinstance(lines, int) or lines < 1:
+        raise ValueError(f"espirit_calibration: the fully sampled centre has {lines!r} columns (centre fraction "
+                         f"{center_fraction!r} of {width}); ESPIRiT needs at least one")
+    lines = min(lines, width)
+    if mask_kind == "poisson2d":
+        rows = min(lines, height) if center_fraction is None else round(center_fraction * height)
+        if rows < 1:
+            raise ValueError(f"espirit_calibration: the poisson2d calibration box has {rows} rows (centre fraction "
+                             f"{center_fraction!r} of {height}); ESPIRiT needs at least one")
+    else:
+        rows = min(height, ESPIRIT_MAX_READOUT)
+    block = (rows, lines)
+    narrow = min(block)
+    kernel = min(6, 2 * narrow // 5 if mask_kind == "poisson2d" else narrow // 2)
+    return EspiritCalibration(block, max(kernel, min(narrow, 2)))
+
+
+def calibrated_espirit_maps(
+    kspace: torch.Tensor,
+    center_fraction: float | None = None,
+    mask_kind: str = "equispaced",
+    lines: int | None = None,
+) -> torch.Tensor:
+    """ESPIRiT maps of undersampled k-space calibrated by the toolkit's rule (:func:`espirit_calibration`).
+
+    Args:
+        kspace: ``(C, H, W)`` or ``(B, C, H, W)`` complex k-space measured with a mask whose centre is fully
+            sampled (DC at ``(H // 2, W // 2)``); only the calibration block is read.
+        center_fraction, mask_kind, lines: the mask, as :func:`espirit_calibration` takes them.
+
+    Returns:
+        ``(C, H, W)`` or ``(B, C, H, W)`` complex64 maps, ``Σ_c |S_c|² = 1`` inside the object, 0 outside
+        (:func:`espirit_maps`).
+
+    Raises:
+        TypeError, ValueError: from :func:`espirit_calibration` and :func:`espirit_maps` (e.g. a calibration
+            block that is not fully sampled).
+    """
+    if not isinstance(kspace, torch.Tensor) or kspace.ndim < 2:
+        raise TypeError(f"calibrated_espirit_maps: kspace must be a complex (C, H, W) tensor, got {type(kspace)}")
+    calibration = espirit_calibration(tuple(kspace.shape[-2:]), center_fraction, mask_kind, lines)
+    return espirit_maps(kspace, calib_width=calibration.block, kernel_size=calibration.kernel_size)
