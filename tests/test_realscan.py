@@ -335,6 +335,16 @@ def _bad_specs(folder: Path) -> dict[str, tuple[dict[str, Any], str]]:
 
 @pytest.mark.parametrize("kind", ["missing target", "unknown key", "unknown case key", "unknown claim label",
                                   "missing method file", "built-in on an image case", "trainable config"])
+def _assert_refused(tmp_path: Path, path: Path, key: str) -> None:
+    """The CLI refuses the spec: exit 2, one stderr line naming the spec and the key, no output folder."""
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["realscan", str(path), "--out", str(out), "--device", "cpu"])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: {key}: "), result.stderr
+    assert not out.exists() and not list(tmp_path.glob(".out.*"))
+
+
 def test_bad_spec_exits_2_with_one_stderr_line_and_writes_nothing(kind: str, tmp_path: Path) -> None:
     write_nifti(tmp_path / "t2.nii.gz", band_limited(2, 16, 16), np.eye(4))
     raw = {"name": "edsr", "data": {"source": {"kind": "digital_brain"}, "task": "super_resolution",
@@ -342,12 +352,7 @@ def test_bad_spec_exits_2_with_one_stderr_line_and_writes_nothing(kind: str, tmp
     (tmp_path / "edsr.yaml").write_text(yaml.safe_dump(raw))
     spec, key = _bad_specs(tmp_path)[kind]
     path = write_spec(tmp_path, spec)
-    out = tmp_path / "out"
-    result = runner.invoke(app, ["realscan", str(path), "--out", str(out), "--device", "cpu"])
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: {key}: "), result.stderr
-    assert not out.exists() and not list(tmp_path.glob(".out.*"))
+    _assert_refused(tmp_path, path, key)
 
 
 @pytest.mark.parametrize(("kind", "key"), [
@@ -381,12 +386,7 @@ def test_bad_method_mapping_exits_2_with_one_stderr_line_and_writes_nothing(kind
         "edsr": entry}
     path = write_spec(tmp_path, {"cases": [{"name": "c", "target": str(tmp_path / "t2.nii.gz")}],
                                  "methods": methods})
-    out = tmp_path / "out"
-    result = runner.invoke(app, ["realscan", str(path), "--out", str(out), "--device", "cpu"])
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: {key}: "), result.stderr
-    assert not out.exists() and not list(tmp_path.glob(".out.*"))
+    _assert_refused(tmp_path, path, key)
 
 
 def test_load_spec_defaults_and_yaml_errors(tmp_path: Path) -> None:
