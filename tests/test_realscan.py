@@ -333,8 +333,6 @@ def _bad_specs(folder: Path) -> dict[str, tuple[dict[str, Any], str]]:
     }
 
 
-@pytest.mark.parametrize("kind", ["missing target", "unknown key", "unknown case key", "unknown claim label",
-                                  "missing method file", "built-in on an image case", "trainable config"])
 def _assert_refused(tmp_path: Path, path: Path, key: str) -> None:
     """The CLI refuses the spec: exit 2, one stderr line naming the spec and the key, no output folder."""
     out = tmp_path / "out"
@@ -345,6 +343,8 @@ def _assert_refused(tmp_path: Path, path: Path, key: str) -> None:
     assert not out.exists() and not list(tmp_path.glob(".out.*"))
 
 
+@pytest.mark.parametrize("kind", ["missing target", "unknown key", "unknown case key", "unknown claim label",
+                                  "missing method file", "built-in on an image case", "trainable config"])
 def test_bad_spec_exits_2_with_one_stderr_line_and_writes_nothing(kind: str, tmp_path: Path) -> None:
     write_nifti(tmp_path / "t2.nii.gz", band_limited(2, 16, 16), np.eye(4))
     raw = {"name": "edsr", "data": {"source": {"kind": "digital_brain"}, "task": "super_resolution",
