@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -225,6 +226,18 @@ def test_cli_simulate_single_coil_comma_list(tmp_path: Path) -> None:
         assert file["kspace"].shape == (2, 32, 32)
         assert file["reconstruction_esc"].shape == (2, 32, 32) and "reconstruction_rss" not in file
     assert (out / "pairs.csv").read_text().splitlines() == ["brain_sub000_PD.h5,brain_sub000_PDFS.h5"]
+
+
+def test_cli_simulate_realistic_records_the_reference_misregistration(tmp_path: Path) -> None:
+    out = tmp_path / "real"
+    args = ["simulate", "--out", str(out), "--contrasts", "FLAIR,T2", "--coils", "1", "--subjects", "1"]
+    result = runner.invoke(app, [*args, "--slices", "1", "--size", "32", "--realism", "realistic"])
+    assert result.exit_code == 0, result.output
+    with h5py.File(out / "brain_sub000_FLAIR.h5", "r") as reference, h5py.File(out / "brain_sub000_T2.h5", "r") as t2:
+        assert "reference_shift_mm" in reference.attrs and "reference_shift_mm" not in t2.attrs
+        assert json.loads(t2.attrs["realism"])["texture"] > 0
+    result = runner.invoke(app, [*args, "--realism", "photoreal", "--out", str(tmp_path / "bad")])
+    assert result.exit_code == 1 and "realistic" in result.output
 
 
 def test_cli_simulate_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -124,13 +124,21 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Data-set seed (same arguments, identical files).")] = 0,
     nifti: Annotated[bool, typer.Option(help="Also write .nii.gz magnitude volumes.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Write into a non-empty folder, replacing only our files.")] = False,
+    realism: Annotated[
+        str, typer.Option(help="Simulation realism preset: none or realistic (docs/data.md; with two or more "
+                          "contrasts the first, the reference, is acquired imperfectly).")
+    ] = "none",
 ) -> None:
     """Simulate the digital brain as a fastMRI-layout data set (HDF5 per subject and contrast, pairs.csv)."""
+    from accelmri.data.digital_brain import Realism
     from accelmri.data.simulate import simulate_dataset
 
     names = [name.strip() for value in (contrasts or ["T1,T2"]) for name in value.split(",") if name.strip()]
     try:
-        written = simulate_dataset(out, names, coils, subjects, size, slices, noise_std, seed, nifti, overwrite)
+        preset = Realism.preset(realism)
+        reference = names[0] if len(names) > 1 and not preset.off else None
+        written = simulate_dataset(out, names, coils, subjects, size, slices, noise_std, seed, nifti, overwrite,
+                                   realism=preset, reference=reference)
     except (OSError, ValueError) as err:
         raise fail(err) from err
     console.print(f"wrote {len(written)} files to {escape(str(out))}")
