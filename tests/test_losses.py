@@ -80,3 +80,26 @@ def test_perceptual_loss_with_weights_from_a_file(batch, tmp_path) -> None:  # t
     assert value > 0 and image.grad is not None
     vgg = loss.modules_["perceptual"].vgg
     assert all(not p.requires_grad for p in vgg.parameters())  # frozen
+
+
+def test_perceptual_distance_follows_each_paper(batch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from accelmri.models.blocks.vgg import VGG19Features
+
+    path = tmp_path / "vgg19.pth"
+    vgg = VGG19Features(layers=("relu2_2",))
+    torch.save(vgg.state_dict(), path)
+    image = batch.target + 0.3 * torch.randn_like(batch.target)
+    features, target = vgg(image)["relu2_2"], vgg(batch.target)["relu2_2"]
+    options = {"weights": path, "layers": ("relu2_2",)}
+    # paper 002 (FASR-Net), Eq. 23: squared; the fasrnet preset implies it, a config may still override it
+    fasrnet = build_loss("fasrnet", perceptual=options)
+    _, parts = fasrnet(Prediction(image=image), batch)
+    assert torch.allclose(parts["perceptual"], F.mse_loss(features, target), rtol=1e-5)
+    override = build_loss("fasrnet", perceptual={**options, "distance": "l1"})
+    assert torch.allclose(override(Prediction(image=image), batch)[1]["perceptual"], F.l1_loss(features, target),
+                          rtol=1e-5)
+    # paper 001, Eq. 8: L1 (the default and the pgd_sft preset's)
+    plain = build_loss({"perceptual": 1.0}, perceptual=options)
+    assert torch.allclose(plain(Prediction(image=image), batch)[0], F.l1_loss(features, target), rtol=1e-5)
+    with pytest.raises(ValueError, match="unknown perceptual distance"):
+        build_loss({"perceptual": 1.0}, perceptual={**options, "distance": "l2"})

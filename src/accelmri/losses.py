@@ -7,13 +7,16 @@ Terms (registered by name in :data:`LOSSES`, combined with weights by :func:`bui
 ``rec_l1``       L1(lr_image, lr_target) — the reconstruction branch (T2Net Rec, paper 001's L1(Rec))
 ``reference_l1`` L1(reference_image, reference) — MINet/SANet's auxiliary reconstruction of the reference
 ``fourier``      mean |F(image) − F(target)| of the centered orthonormal spectra (FASR-Net, paper 002, Sec. II-D)
-``perceptual``   L1 between VGG19 features of image and target (papers 001, 002); weights from a local file
+``perceptual``   L1 (paper 001, Eq. 8) or squared (paper 002, Eq. 23) distance between VGG19 features of image
+                 and target; weights from a local file
 ``adversarial``  generator side of a GAN with a discriminator (paper 001, 5e-3 weight); see :func:`discriminator_loss`
 ===============  ==========================================================================================
 
 Paper presets (:data:`PRESETS`): T2Net 0.2·L1(SR) + 0.8·L1(Rec) (paper) and the reference code's 0.8/0.2;
 MINet 0.3·L1(target) + 0.7·L1(reference) (paper and code); SANet α = 0.7 on the target (paper); FASR-Net
-L1 + perceptual + Fourier; paper 001: perceptual + 1e-2·L1 + 1·L1(Rec) + 5e-3·adversarial.
+L1 + perceptual (squared feature distance, Eq. 23) + Fourier; paper 001: perceptual (L1 feature distance,
+Eq. 8) + 1e-2·L1 + 1·L1(Rec) + 5e-3·adversarial. Both perceptual terms use VGG19 ``relu5_4`` (ESRGAN's layer,
+which paper 001 builds on; paper 002 names no layer).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LOSSES",
     "PRESETS",
+    "PRESET_OPTIONS",
     "AdversarialLoss",
     "CompositeLoss",
     "FourierL1",
@@ -77,8 +81,11 @@ class FourierL1(nn.Module):
         return difference.abs().mean()
 
 
+_DISTANCES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"l1": F.l1_loss, "mse": F.mse_loss}
+
+
 class PerceptualLoss(nn.Module):
-    """L1 distance between VGG19 feature maps (frozen) of the image and the target.
+    """Distance between VGG19 feature maps (frozen) of the image and the target, summed over ``layers``.
 
     ImageNet weights cannot be downloaded here: pass ``weights`` = a local file in torchvision's key layout
     (``features.N.weight``). A random network is refused unless ``allow_random_weights=True`` (tests only).
@@ -86,19 +93,25 @@ class PerceptualLoss(nn.Module):
     Args:
         weights: path to VGG19 weights.
         layers: VGG19 layer names (default ``relu5_4``, the ESRGAN/paper 001 choice).
+        distance: ``"l1"`` — mean absolute difference (paper 001, Eq. 8) — or ``"mse"`` — mean squared
+            difference (paper 002, FASR-Net, Eq. 23: "the least-square distance").
         allow_random_weights: permit a randomly initialised VGG (never in a real run).
 
     Raises:
-        ValueError: if ``weights`` is None and random weights are not allowed.
+        ValueError: if ``weights`` is None and random weights are not allowed, or an unknown ``distance``.
     """
 
     def __init__(
         self,
         weights: str | Path | None = None,
         layers: tuple[str, ...] = ("relu5_4",),
+        distance: str = "l1",
         allow_random_weights: bool = False,
     ) -> None:
         super().__init__()
+        if distance not in _DISTANCES:
+            raise ValueError(f"unknown perceptual distance {distance!r}; choose from {', '.join(_DISTANCES)}")
+        self.distance = _DISTANCES[distance]
         if weights is None and not allow_random_weights:
             raise ValueError(
                 "PerceptualLoss needs VGG19 weights: ImageNet weights cannot be downloaded here; pass "
@@ -109,7 +122,7 @@ class PerceptualLoss(nn.Module):
 
     def forward(self, prediction: Prediction, batch: Sample) -> torch.Tensor:
         predicted, target = self.vgg(prediction.image), self.vgg(batch.target)
-        return torch.stack([F.l1_loss(predicted[name], target[name].detach()) for name in predicted]).sum()
+        return torch.stack([self.distance(predicted[name], target[name].detach()) for name in predicted]).sum()
 
 
 class AdversarialLoss(nn.Module):
@@ -155,6 +168,10 @@ PRESETS: dict[str, dict[str, float]] = {
     "pgd_sft": {"perceptual": 1.0, "l1": 1e-2, "rec_l1": 1.0, "adversarial": 5e-3},
 }
 
+#: Term options a preset implies (a config's own ``loss.options`` override them): FASR-Net's perceptual term is
+#: squared (paper 002, Eq. 23), paper 001's L1 (Eq. 8, the default).
+PRESET_OPTIONS: dict[str, dict[str, dict[str, Any]]] = {"fasrnet": {"perceptual": {"distance": "mse"}}}
+
 
 class CompositeLoss(nn.Module):
     """Weighted sum of named terms; ``forward`` returns ``(total, {name: value})``."""
@@ -177,7 +194,8 @@ def build_loss(weights: Mapping[str, float] | str, **options: Mapping[str, Any])
     """Build a :class:`CompositeLoss` from ``{term: weight}`` or a preset name.
 
     ``options[term]`` gives a term's constructor arguments, e.g.
-    ``build_loss("pgd_sft", perceptual={"weights": "vgg19.pth"}, adversarial={"discriminator": d})``.
+    ``build_loss("pgd_sft", perceptual={"weights": "vgg19.pth"}, adversarial={"discriminator": d})``; a preset adds
+    the options it implies (:data:`PRESET_OPTIONS`) under the given ones.
 
     Raises:
         KeyError: unknown preset or term (the message lists the valid ones).
@@ -185,6 +203,8 @@ def build_loss(weights: Mapping[str, float] | str, **options: Mapping[str, Any])
     if isinstance(weights, str):
         if weights not in PRESETS:
             raise KeyError(f"unknown loss preset {weights!r}; presets: {', '.join(sorted(PRESETS))}")
+        implied = PRESET_OPTIONS.get(weights, {})
+        options = {name: {**implied.get(name, {}), **options.get(name, {})} for name in {*implied, *options}}
         weights = PRESETS[weights]
     unknown = [name for name in weights if name not in LOSSES]
     if unknown:
