@@ -43,7 +43,7 @@ def test_missing_outputs_and_unknown_terms_raise(batch) -> None:  # type: ignore
     with pytest.raises(ValueError, match="lr_image"):
         build_loss({"rec_l1": 1.0})(Prediction(image=batch.target), batch)
     with pytest.raises(KeyError, match="unknown loss terms"):
-        build_loss({"ssim": 1.0})
+        build_loss({"lpips": 1.0})
     with pytest.raises(KeyError, match="presets"):
         build_loss("nonexistent")
 
@@ -103,3 +103,39 @@ def test_perceptual_distance_follows_each_paper(batch, tmp_path) -> None:  # typ
     assert torch.allclose(plain(Prediction(image=image), batch)[0], F.l1_loss(features, target), rtol=1e-5)
     with pytest.raises(ValueError, match="unknown perceptual distance"):
         build_loss({"perceptual": 1.0}, perceptual={**options, "distance": "l2"})
+
+
+def test_ssim_loss_is_one_minus_the_fastmri_metric_and_trains() -> None:
+    from types import SimpleNamespace
+
+    from skimage.metrics import structural_similarity
+
+    from accelmri.losses import SSIMLoss
+    from accelmri.metrics import ssim
+
+    generator = torch.Generator().manual_seed(0)
+    ranges = torch.tensor([1.0, 2.0, 0.5]).view(3, 1, 1, 1)
+    target = torch.rand(3, 1, 40, 36, generator=generator) * ranges
+    image = (target + 0.1 * torch.randn(target.shape, generator=generator)).abs()
+    batch = SimpleNamespace(target=target)
+    loss = SSIMLoss()
+    value = float(loss(Prediction(image=image), batch))  # type: ignore[arg-type]
+    # the metric per slice with that slice's own maximum as the range, then the batch mean
+    metric = [ssim(t[0].double().numpy(), i[0].double().numpy(), data_range=float(t.max()))
+              for t, i in zip(target, image, strict=True)]
+    assert abs(value - (1 - sum(metric) / 3)) < 1e-5
+    reference = structural_similarity(target[1, 0].double().numpy(), image[1, 0].double().numpy(),
+                                      data_range=float(target[1].max()))
+    assert abs(metric[1] - reference) < 1e-9
+    assert float(loss(Prediction(image=target), batch)) == pytest.approx(0.0, abs=1e-6)  # type: ignore[arg-type]
+    # it trains: gradient descent on the image raises the metric
+    x = image.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([x], lr=1e-2)
+    for _ in range(30):
+        optimizer.zero_grad()
+        loss(Prediction(image=x), batch).backward()  # type: ignore[arg-type]
+        optimizer.step()
+    assert float(loss(Prediction(image=x.detach()), batch)) < 0.5 * value  # type: ignore[arg-type]
+    assert "ssim" in build_loss({"ssim": 1.0, "l1": 1.0}).terms
+    with pytest.raises(ValueError, match="at least"):
+        loss(Prediction(image=image[..., :5, :5]), SimpleNamespace(target=target[..., :5, :5]))  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ Terms (registered by name in :data:`LOSSES`, combined with weights by :func:`bui
 ``rec_l1``       L1(lr_image, lr_target) — the reconstruction branch (T2Net Rec, paper 001's L1(Rec))
 ``reference_l1`` L1(reference_image, reference) — MINet/SANet's auxiliary reconstruction of the reference
 ``fourier``      mean |F(image) − F(target)| of the centered orthonormal spectra (FASR-Net, paper 002, Sec. II-D)
+``ssim``         1 − SSIM(image, target), fastMRI's definition (7×7 uniform window, K1/K2, N/(N−1)); the metric's twin
 ``perceptual``   L1 (paper 001, Eq. 8) or squared (paper 002, Eq. 23) distance between VGG19 features of image
                  and target; weights from a local file
 ``adversarial``  generator side of a GAN with a discriminator (paper 001, 5e-3 weight); see :func:`discriminator_loss`
@@ -44,6 +45,7 @@ __all__ = [
     "CompositeLoss",
     "FourierL1",
     "PerceptualLoss",
+    "SSIMLoss",
     "build_loss",
     "discriminator_loss",
 ]
@@ -82,6 +84,48 @@ class FourierL1(nn.Module):
 
 
 _DISTANCES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"l1": F.l1_loss, "mse": F.mse_loss}
+
+
+class SSIMLoss(nn.Module):
+    """``1 − SSIM(image, target)`` with fastMRI's SSIM definition, differentiable (Wang et al. 2004; the SSIM of
+    ``fastmri/evaluate.py`` = :func:`accelmri.metrics.ssim`, and fastMRI's own training ``SSIMLoss``).
+
+    Per sample ``(1, H, W)``: uniform ``win_size × win_size`` window, ``C1 = (K1·L)²``, ``C2 = (K2·L)²``, sample
+    covariance (× N/(N − 1), N = win_size²), the SSIM map over the valid window positions (= skimage's map after
+    cropping ``(win_size − 1)/2`` pixels from every side) averaged; then averaged over the batch. The dynamic range
+    ``L`` is each sample's target maximum (the metric uses the volume's maximum; on one slice they agree).
+
+    Args:
+        win_size: window side (fastMRI 7). k1, k2: SSIM constants (fastMRI 0.01, 0.03).
+
+    Forward: ``prediction.image``, ``batch.target`` ``(B, 1, H, W)`` real float, ``H, W ≥ win_size`` → scalar.
+
+    Raises:
+        ValueError: ``win_size`` below 2 (at construction); slices smaller than the window (in forward).
+    """
+
+    def __init__(self, win_size: int = 7, k1: float = 0.01, k2: float = 0.03) -> None:
+        super().__init__()
+        if win_size < 2:
+            raise ValueError(f"win_size must be >= 2, got {win_size}")
+        self.win_size, self.k1, self.k2 = win_size, k1, k2
+
+    def forward(self, prediction: Prediction, batch: Sample) -> torch.Tensor:
+        x, y = batch.target.float(), prediction.image.float()
+        if min(x.shape[-2:]) < self.win_size:
+            raise ValueError(f"ssim loss needs slices of at least {self.win_size}², got {tuple(x.shape[-2:])}")
+        value_range = x.detach().amax(dim=(-3, -2, -1), keepdim=True)
+        c1, c2 = (self.k1 * value_range) ** 2, (self.k2 * value_range) ** 2
+        n = self.win_size**2
+
+        def mean(t: torch.Tensor) -> torch.Tensor:
+            return F.avg_pool2d(t, self.win_size, stride=1)
+        ux, uy = mean(x), mean(y)
+        vx = n / (n - 1) * (mean(x * x) - ux * ux)
+        vy = n / (n - 1) * (mean(y * y) - uy * uy)
+        vxy = n / (n - 1) * (mean(x * y) - ux * uy)
+        ssim_map = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
+        return 1 - ssim_map.mean()
 
 
 class PerceptualLoss(nn.Module):
@@ -155,6 +199,7 @@ LOSSES: dict[str, Callable[..., LossTerm]] = {
     "rec_l1": lambda: rec_l1,
     "reference_l1": lambda: reference_l1,
     "fourier": FourierL1,
+    "ssim": SSIMLoss,
     "perceptual": PerceptualLoss,
     "adversarial": AdversarialLoss,
 }
