@@ -53,5 +53,5 @@ def test_demo_reports_missing_twix(tmp_path: Path) -> None:
 
 def test_demo_rejects_bad_scale() -> None:
     result = runner.invoke(app, ["physics-demo", "--size", "30", "--scale", "4"])
-    assert result.exit_code == 1
-    assert "scale" in result.output
+    assert result.exit_code == 2  # a bad option value is a user error: one line on stderr
+    assert "scale" in result.stderr

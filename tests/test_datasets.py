@@ -235,3 +235,44 @@ def test_patch_size_errors() -> None:
     too_large = SliceDataset([source], "super_resolution", sr, patch_size=(80, 32))
     with pytest.raises(DataError, match=r"t2\.nii\.gz: patch_size \(80, 32\) is larger than the slice \(64, 64\)"):
         too_large[0]
+
+
+@pytest.mark.parametrize("normalization", ["scale", "meanstd"])
+def test_sample_from_tensors_matches_the_dataset(normalization: str) -> None:
+    from accelmri.data.sample import Sample
+
+    dataset = SliceDataset([multicoil_source()], "joint", JOINT, references=[image_source(scale=500.0)],
+                           sens_maps="espirit", normalization=normalization)
+    sample = dataset[1]
+    assert sample.reference is not None and sample.sens_maps is not None
+    reference = torch.from_numpy(image_source(scale=500.0).volume.data[1])  # its own magnitude, HR grid
+    measured = sample.kspace * sample.norm_std  # the acquired LR k-space in original units
+    own = Sample.from_tensors(measured, sample.mask[0], scale=2, sens_maps=sample.sens_maps, reference=reference,
+                              normalization=normalization)
+    for name in ("lr_input", "kspace", "mask", "reference", "norm_mean", "norm_std", "sens_maps"):
+        assert torch.allclose(getattr(own, name), getattr(sample, name), rtol=1e-4, atol=1e-5), name
+    assert own.target.shape == sample.target.shape and not own.target.any()  # no ground truth
+    # the mask defaults to the measured samples; one coil may come as (h, w)
+    assert torch.equal(Sample.from_tensors(measured).mask, sample.mask)
+    single = Sample.from_tensors(measured[0], scale=2)
+    assert single.kspace.shape == (1, 32, 32) and single.lr_input.shape == (1, 32, 32)
+    batch = collate([own, own])
+    assert torch.allclose(batch.denormalize(batch.lr_input)[0, 0], rss(ifft2c(measured)), rtol=1e-4, atol=1e-3)
+
+
+def test_sample_from_tensors_refuses_bad_input() -> None:
+    from accelmri.data.sample import Sample
+
+    kspace = fft2c(shepp_logan((16, 16))[None])
+    for call, problem in (
+        (lambda: Sample.from_tensors(kspace.real), "complex"),
+        (lambda: Sample.from_tensors(kspace[None]), r"\(C, h, w\)"),
+        (lambda: Sample.from_tensors(kspace, torch.zeros(16)), "no k-space sample"),
+        (lambda: Sample.from_tensors(kspace, torch.ones(8)), "does not broadcast"),
+        (lambda: Sample.from_tensors(kspace, scale=0), "scale"),
+        (lambda: Sample.from_tensors(kspace, scale=2, reference=torch.ones(16, 16)), "output grid"),
+        (lambda: Sample.from_tensors(kspace * float("nan")), "NaN"),
+        (lambda: Sample.from_tensors(kspace, normalization="zscore"), "unknown normalization"),
+    ):
+        with pytest.raises(ValueError, match=problem):
+            call()

@@ -207,7 +207,7 @@ def test_cli_simulate_end_to_end(tmp_path: Path) -> None:
     # A non-empty folder is refused without --overwrite and left untouched.
     mtimes = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     result = runner.invoke(app, [*args[:3], "--subjects", "1", "--size", "32", "--slices", "1"])
-    assert result.exit_code == 1 and "not empty" in result.output
+    assert result.exit_code == 2 and "not empty" in result.stderr  # a user error: one line on stderr
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == mtimes
     # --overwrite replaces only our files.
     (out / "notes.txt").write_text("mine")
@@ -237,13 +237,13 @@ def test_cli_simulate_realistic_records_the_reference_misregistration(tmp_path: 
         assert "reference_shift_mm" in reference.attrs and "reference_shift_mm" not in t2.attrs
         assert json.loads(t2.attrs["realism"])["texture"] > 0
     result = runner.invoke(app, [*args, "--realism", "photoreal", "--out", str(tmp_path / "bad")])
-    assert result.exit_code == 1 and "realistic" in result.output
+    assert result.exit_code == 2 and "realistic" in result.stderr
 
 
 def test_cli_simulate_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "bad"
     result = runner.invoke(app, ["simulate", "--out", str(out), "--contrasts", "T1,DWI"])
-    assert result.exit_code == 1 and "unknown contrast" in result.output
+    assert result.exit_code == 2 and "unknown contrast" in result.stderr
     assert not out.exists()
 
     def data_error(*args: object, **kwargs: object) -> list[Path]:

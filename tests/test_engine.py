@@ -332,7 +332,7 @@ def test_evaluate_writes_per_volume_tables_and_ttests(brain_dir: Path, trained: 
     markdown = (out / "metrics.md").read_text()
     assert "| edsr/last | edsr | 2 |" in markdown and "paired t-tests" in markdown
     again = runner.invoke(app, ["evaluate", str(trained / "last.pt"), "--out", str(out)])
-    assert again.exit_code == 1 and "already exists" in again.output
+    assert again.exit_code == 2 and "already exists" in again.stderr  # a user error: one line on stderr
 
 
 def test_evaluate_refuses_a_trainable_model_given_by_config(tmp_path: Path) -> None:

@@ -69,23 +69,26 @@ def test_volume_contrast_reads_metadata_before_the_name(tmp_path: Path) -> None:
 
 
 def test_trained_contrasts_of_each_data_source(tmp_path: Path) -> None:
-    def of(source: dict[str, object]) -> dict[str, object]:
-        return trained_contrasts({"data": {"source": source}})
+    def of(source: dict[str, object]) -> tuple[object, object, object]:
+        found = trained_contrasts({"data": {"source": source}})
+        return found["target_contrasts"], found["reference_contrast"], found["reference_contrasts"]
 
-    assert of({"kind": "digital_brain", "contrasts": ["t2", "flair"], "reference": "t1"}) == {
-        "target_contrasts": ["T2", "FLAIR"], "reference_contrast": "T1"}
-    assert of({"kind": "digital_brain", "contrasts": ["T2"], "reference": None}) == {
-        "target_contrasts": ["T2"], "reference_contrast": None}
-    assert of({"kind": "files", "csv": "pairs.csv", "use_reference": True}) == {
-        "target_contrasts": ["PDFS"], "reference_contrast": "PD"}
-    assert of({"kind": "files", "ixi": "ixi/", "ixi_target": "T2", "ixi_reference": "PD", "use_reference": False}) == {
-        "target_contrasts": ["T2"], "reference_contrast": None}
+    assert of({"kind": "digital_brain", "contrasts": ["t2", "flair"], "reference": "t1"}) == (["T2", "FLAIR"], "T1",
+                                                                                             ["T1"])
+    assert of({"kind": "digital_brain", "contrasts": ["T2"], "reference": None}) == (["T2"], None, None)
+    # a randomised reference: every listed contrast, no single one
+    assert of({"kind": "digital_brain", "contrasts": ["T2"], "reference": ["t1", "PD", "flair"]}) == (
+        ["T2"], None, ["T1", "PD", "FLAIR"])
+    assert of({"kind": "files", "csv": "pairs.csv", "use_reference": True}) == (["PDFS"], "PD", ["PD"])
+    assert of({"kind": "files", "ixi": "ixi/", "ixi_target": "T2", "ixi_reference": "PD",
+               "use_reference": False}) == (["T2"], None, None)
     paths = [{"target": "a_T2w.nii.gz", "reference": "a_FLAIR.nii.gz"},
              {"target": "b_t2.nii.gz", "reference": "b_flair.nii.gz"}]
-    assert of({"kind": "files", "paths": paths}) == {"target_contrasts": ["T2"], "reference_contrast": "FLAIR"}
-    unknown = [*paths, {"target": "c.nii.gz", "reference": "c_t1.nii.gz"}]
-    assert of({"kind": "files", "paths": unknown}) == {"target_contrasts": None, "reference_contrast": None}
-    assert trained_contrasts(None) == {"target_contrasts": None, "reference_contrast": None}
+    assert of({"kind": "files", "paths": paths}) == (["T2"], "FLAIR", ["FLAIR"])
+    unknown = [*paths, {"target": "c.nii.gz", "reference": "c_pd.nii.gz"}]  # an unknown target; two references
+    assert of({"kind": "files", "paths": unknown}) == (None, None, ["FLAIR", "PD"])
+    assert trained_contrasts(None) == {"target_contrasts": None, "reference_contrast": None,
+                                       "reference_contrasts": None}
 
 
 def test_checkpoints_record_contrasts_and_old_ones_still_load(tmp_path: Path) -> None:
@@ -103,7 +106,7 @@ def test_checkpoints_record_contrasts_and_old_ones_still_load(tmp_path: Path) ->
 def _old(checkpoint: Path) -> Path:
     """The checkpoint as written before the contrast fields existed."""
     payload = load_checkpoint(checkpoint)
-    del payload["target_contrasts"], payload["reference_contrast"]
+    del payload["target_contrasts"], payload["reference_contrast"], payload["reference_contrasts"]
     old = checkpoint.with_name(f"old_{checkpoint.name}")
     torch.save(payload, old)
     assert payload["format"] == CHECKPOINT_FORMAT
@@ -174,6 +177,29 @@ def test_restore_warns_when_the_reference_contrast_differs(tmp_path: Path) -> No
     message = str(record[0].message)
     assert f"{target}: contrast PD differs from the T2" in message and f"{t1}: reference contrast T1" in message
     _restore_quietly(_old(checkpoint), [target], tmp_path / "out5.nii.gz", reference=t1, degrade=True)
+
+    # Written before the list existed (reference_contrast only): the single contrast still counts.
+    payload = load_checkpoint(checkpoint)
+    del payload["reference_contrasts"]
+    single = tmp_path / "single.pt"
+    torch.save(payload, single)
+    with pytest.warns(ContrastMismatchWarning, match="differs from the FLAIR this"):
+        restore(single, [target], tmp_path / "out6.nii.gz", reference=t1, degrade=True)
+
+
+def test_a_randomised_reference_checkpoint_accepts_each_of_its_contrasts(tmp_path: Path) -> None:
+    source = {**BRAIN_FLAIR_REFERENCE, "reference": ["T1", "FLAIR"]}
+    checkpoint = make_checkpoint(tmp_path / "fusion.pt", FUSION, source=source)
+    payload = load_checkpoint(checkpoint)
+    assert (payload["reference_contrast"], payload["reference_contrasts"]) == (None, ["T1", "FLAIR"])
+    volume = phantom_volume(1, 16)
+    target = write_nifti(tmp_path / "t2.nii.gz", volume, AFFINE)
+    for name in ("x_t1", "sub-01_FLAIR"):
+        guide = write_nifti(tmp_path / f"{name}.nii.gz", volume.max() - volume, AFFINE)
+        _restore_quietly(checkpoint, [target], tmp_path / f"{name}_out.nii.gz", reference=guide, degrade=True)
+    pd = write_nifti(tmp_path / "x_pd.nii.gz", volume.max() - volume, AFFINE)
+    with pytest.warns(ContrastMismatchWarning, match="reference contrast PD differs from the T1/FLAIR this"):
+        restore(checkpoint, [target], tmp_path / "pd_out.nii.gz", reference=pd, degrade=True)
 
 
 def test_cli_prints_one_warning_line_and_exits_zero(tmp_path: Path) -> None:

@@ -1,7 +1,15 @@
-"""The ``accelmri`` command line (typer). It parses arguments and calls the engine, nothing else."""
+"""The ``accelmri`` command line (typer). It parses arguments and calls the engine, nothing else.
+
+Exit codes, one rule for every command: ``0`` success; ``2`` a user or input error (bad file, bad option value,
+an output that exists, a missing optional dependency): exactly one line ``error: FILE: problem`` on stderr and
+nothing written; ``1`` an internal error (with its traceback) or a diverged training run (one line);
+:data:`~accelmri.engine.trainer.EXIT_PREEMPTED` (75) training stopped by SIGTERM/SIGUSR1 after saving
+``last.pt``.
+"""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, cast, get_args
@@ -18,16 +26,33 @@ from accelmri.io import write_json_atomic
 if TYPE_CHECKING:
     from accelmri.engine.evaluate import Precision
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="accelmri: accelerated MRI toolkit.")
+# Plain (click) help: it wraps every option text at the terminal width; rich panels cut long words with "…".
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="accelmri: accelerated MRI toolkit.",
+                  rich_markup_mode=None)
 console = Console()
 if not console.is_terminal:
     console.width = max(console.width, 120)  # tables stay readable in logs and CI
 
 
-def fail(err: Exception) -> typer.Exit:
-    """Print a one-line error and return the exit to raise: code 2 for bad input data, 1 otherwise."""
-    console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)
-    return typer.Exit(code=2 if isinstance(err, DataError) else 1)
+#: What the engine raises for bad user input (files, option values, outputs that exist, missing extras): one line
+#: on stderr and exit code 2. Anything else is an internal error: its traceback and exit code 1.
+USER_ERRORS = (OSError, ValueError, ImportError)
+
+
+def fail(err: Exception, code: int = 2) -> typer.Exit:
+    """Print ``err`` as one ``error:`` line on stderr and return the exit to raise (code 2: a user error)."""
+    typer.echo(f"error: {' '.join(str(err).split())}", err=True)
+    return typer.Exit(code=code)
+
+
+def _out_folder(out: Path, option: str = "--out") -> None:
+    """Refuse an output folder that is an existing file (e.g. the checkpoint) before any work.
+
+    Raises:
+        DataError: ``out`` exists and is not a folder.
+    """
+    if out.exists() and not out.is_dir():
+        raise DataError(out, f"exists and is not a folder; {option} takes a folder for the outputs")
 
 
 #: The inference fast-path options shared by ``evaluate`` and ``restore``.
@@ -39,6 +64,14 @@ PrecisionOption = Annotated[
 ChannelsLastOption = Annotated[
     bool, typer.Option(help="Run convolutions channels-last (NHWC), a CPU fast path (docs/performance.md).")
 ]
+QuietOption = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress bar (it is also off when stderr is not a terminal).")
+]
+
+
+def _show_progress(quiet: bool) -> bool:
+    """Whether a long command shows its progress bar: not ``--quiet`` and stderr is a terminal."""
+    return not quiet and sys.stderr.isatty()
 
 
 def _precision(value: str | None) -> Precision | None:
@@ -82,13 +115,13 @@ def physics_demo(
     from accelmri.engine.physics_demo import demo_kspace, run_physics_demo
 
     if out is not None and out.exists() and not overwrite:
-        raise typer.BadParameter(f"{out} exists; pass --overwrite to replace it", param_hint="--out")
+        raise fail(FileExistsError(f"{out}: already exists (pass --overwrite to replace it)"))
     try:
         kspace = demo_kspace(size, coils, twix)
         rows = run_physics_demo(
             kspace, acceleration, center_fraction, scale, noise_std, seed, l2_weight, cg_iterations
         )
-    except (OSError, ValueError, ImportError) as err:
+    except USER_ERRORS as err:
         raise fail(err) from err
     source = str(twix) if twix else f"Shepp-Logan phantom {size}x{size}, {coils} birdcage coils"
     table = Table(title=f"accelmri physics demo — {source}, {kspace.shape[0]} coils, {tuple(kspace.shape[-2:])}")
@@ -139,7 +172,7 @@ def simulate(
         reference = names[0] if len(names) > 1 and not preset.off else None
         written = simulate_dataset(out, names, coils, subjects, size, slices, noise_std, seed, nifti, overwrite,
                                    realism=preset, reference=reference)
-    except (OSError, ValueError) as err:
+    except USER_ERRORS as err:
         raise fail(err) from err
     console.print(f"wrote {len(written)} files to {escape(str(out))}")
 
@@ -152,22 +185,39 @@ def train(
         typer.Argument(help="Dotted overrides KEY.SUB=VALUE, values parsed as YAML (trainer.max_steps=100).",
                        show_default=False),
     ] = None,
-    resume: Annotated[bool, typer.Option(help="Continue the run in trainer.out_dir from its last.pt.")] = False,
+    resume: Annotated[bool, typer.Option(
+        help="Continue the run in trainer.out_dir from its last.pt; `--resume auto` resumes when last.pt exists and "
+             "starts the run otherwise (one command for the first start and every requeue).")] = False,
     devices: Annotated[int | None, typer.Option(help="Processes per node (overrides trainer.devices).")] = None,
     num_nodes: Annotated[int | None, typer.Option(help="Nodes (overrides trainer.num_nodes).")] = None,
 ) -> None:
-    """Train an experiment config on Lightning Fabric (CPU, GPU, DDP; torchrun and SLURM aware)."""
+    """Train an experiment config on Lightning Fabric (CPU, GPU, DDP; torchrun and SLURM aware).
+
+    SIGTERM or SIGUSR1 (SLURM preemption, time limit) saves last.pt at the current step and exits with code 75.
+    """
+    from typing import Literal
+
     from accelmri.engine.config import load_config
-    from accelmri.engine.trainer import TrainingDivergedError
+    from accelmri.engine.trainer import EXIT_PREEMPTED, TrainingDivergedError
     from accelmri.engine.trainer import train as run_training
 
     extra = list(overrides or [])
+    mode: bool | Literal["auto"] = resume
+    if "auto" in extra:  # `--resume auto`: the word lands among the overrides (which all contain "=")
+        if not resume:
+            raise fail(ValueError("'auto' is not a KEY=VALUE override: did you mean --resume auto?"))
+        extra.remove("auto")
+        mode = "auto"
     extra += [f"trainer.devices={devices}"] if devices is not None else []
     extra += [f"trainer.num_nodes={num_nodes}"] if num_nodes is not None else []
     try:
-        result = run_training(load_config(config, extra), resume=resume)
-    except (TrainingDivergedError, OSError, ValueError) as err:
+        result = run_training(load_config(config, extra), resume=mode)
+    except TrainingDivergedError as err:
+        raise fail(err, code=1) from err
+    except USER_ERRORS as err:
         raise fail(err) from err
+    if result.stopped_by is not None:
+        raise typer.Exit(code=EXIT_PREEMPTED)
     if result.is_global_zero:
         best = f", best {escape(str(result.best))}" if result.best is not None else ""
         console.print(f"trained {result.step} steps ({result.epoch} epochs): {escape(str(result.last))}{best}")
@@ -199,6 +249,7 @@ def evaluate(
     ] = None,
     precision: PrecisionOption = None,
     channels_last: ChannelsLastOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Per-volume PSNR/SSIM/NMSE (and LPIPS, given its weights) of checkpoints, mean ± std, paired t-tests."""
     from accelmri.engine.evaluate import evaluate as run_evaluation
@@ -207,20 +258,17 @@ def evaluate(
     if (lpips_backbone is None) != (lpips_linear is None):
         options = ("--lpips-backbone", "--lpips-linear")
         given, missing = options if lpips_linear is None else options[::-1]
-        console.print(f"[red]error:[/red] {given} needs {missing} too: pass both LPIPS weight files or neither "
-                      "(docs/metrics.md)", soft_wrap=True)
-        raise typer.Exit(code=2)
+        raise fail(ValueError(f"{given} needs {missing} too: pass both LPIPS weight files or neither "
+                              "(docs/metrics.md)"))
     try:
+        _out_folder(out)
+        metric: LPIPS | None = None
         if lpips_backbone is not None and lpips_linear is not None:
-            metric: LPIPS | None = LPIPS.from_files(lpips_backbone, lpips_linear)
-        else:
-            metric = None
-            console.print("LPIPS skipped: no weights given (--lpips-backbone PATH --lpips-linear PATH, "
-                          "see docs/metrics.md)", soft_wrap=True)
+            metric = LPIPS.from_files(lpips_backbone, lpips_linear)
         result = run_evaluation(sources, out, data_overrides=data or [], split=split, device=device,
                                 overwrite=overwrite, lpips=metric, precision=_precision(precision),
-                                channels_last=channels_last)
-    except (OSError, ValueError) as err:
+                                channels_last=channels_last, progress=_show_progress(quiet))
+    except USER_ERRORS as err:
         raise fail(err) from err
     columns = [("psnr", "PSNR dB", 2), ("ssim", "SSIM", 4), ("nmse", "NMSE", 5)]
     columns += [("lpips", "LPIPS", 4)] if metric is not None else []
@@ -231,6 +279,9 @@ def evaluate(
         cells = [f"{method.summary[k]['mean']:.{d}f} ± {method.summary[k]['std']:.{d}f}" for k, _, d in columns]
         table.add_row(method.name, method.model, str(len(method.scores)), *cells)
     console.print(table)
+    if metric is None:
+        console.print("LPIPS skipped: no weights given (--lpips-backbone PATH --lpips-linear PATH, see "
+                      "docs/metrics.md)", soft_wrap=True)
     console.print(f"wrote {', '.join(escape(str(f)) for f in result.files)}")
 
 
@@ -267,10 +318,10 @@ def restore(
         float | None, typer.Option(help="Learning rate of --adapt, > 0 (default: 0.1 × the checkpoint's "
                                    "optimizer.lr).")
     ] = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Apply a trained model to your files; outputs keep the geometry (voxel size divided by the scale)."""
     import logging
-    import sys
     import warnings
 
     from accelmri.engine.restore import ContrastMismatchWarning
@@ -294,8 +345,9 @@ def restore(
             warnings.showwarning = one_line
             written = run_restore(checkpoint, inputs, out, reference or None, degrade, overwrite, device=device,
                                   precision=_precision(precision), channels_last=channels_last, contrast=contrast,
-                                  reference_contrast=reference_contrast, adapt_steps=adapt, adapt_lr=adapt_lr)
-    except (OSError, ValueError, ImportError) as err:
+                                  reference_contrast=reference_contrast, adapt_steps=adapt, adapt_lr=adapt_lr,
+                                  progress=_show_progress(quiet))
+    except USER_ERRORS as err:
         raise fail(err) from err
     finally:
         log.removeHandler(handler)
@@ -317,8 +369,9 @@ def report(
     from accelmri.report import report as run_report
 
     try:
+        _out_folder(out)
         page = run_report(run_dirs, out, baseline=baseline, max_slices=max_slices, overwrite=overwrite, title=title)
-    except (OSError, ValueError) as err:
+    except USER_ERRORS as err:
         raise fail(err) from err
     console.print(f"wrote {escape(str(page))}")
 
@@ -340,9 +393,10 @@ def demo(
     from accelmri.engine.demo import run_demo
 
     try:
+        _out_folder(out)
         results = run_demo(out, steps=steps, seeds=seeds, ablations=ablations, only=experiment,
                            log=lambda message: console.print(escape(message)))
-    except (OSError, ValueError) as err:
+    except USER_ERRORS as err:
         raise fail(err) from err
     console.print((results).read_text())
     console.print(f"wrote {escape(str(results))}, results.json and "
@@ -361,13 +415,29 @@ def realscan(
     from accelmri.engine.realscan import realscan as run_realscan
 
     try:
+        _out_folder(out)
         results = run_realscan(spec, out, overwrite=overwrite, device=device,
                                log=lambda message: console.print(escape(message), soft_wrap=True))
-    except (OSError, ValueError, ImportError) as err:
-        typer.echo(f"error: {' '.join(str(err).split())}", err=True)
-        raise typer.Exit(code=2 if isinstance(err, DataError) else 1) from err
+    except USER_ERRORS as err:
+        raise fail(err) from err
     console.print(results.read_text(encoding="utf-8"), markup=False, soft_wrap=True)
     console.print(f"wrote {escape(str(results))}, results.json, report.html and volumes/")
+
+
+@app.command()
+def export(
+    source: Annotated[Path, typer.Argument(help="A checkpoint, or a run folder (its best.pt, else last.pt).")],
+    out: Annotated[Path, typer.Option(help="New export folder: model.safetensors, config.json, README.md.")],
+) -> None:
+    """Export a trained model to share: safetensors weights, the JSON config that rebuilds it and its
+    acquisition, and a model card. No pickle. Load with accelmri.load(OUT); restore/evaluate accept OUT."""
+    from accelmri.engine.export import export_model
+
+    try:
+        written = export_model(source, out)
+    except USER_ERRORS as err:
+        raise fail(err) from err
+    console.print(f"wrote {escape(str(written))} (model.safetensors, config.json, README.md)")
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ slices see the same intensity scale.
 
 from __future__ import annotations
 
+import os
 import zlib
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -47,14 +48,14 @@ from accelmri.data.errors import DataError
 from accelmri.data.pairing import ContrastPair, align_reference
 from accelmri.data.readers import read_volume
 from accelmri.data.readers.fastmri import FastMRIFile
-from accelmri.data.sample import Sample
+from accelmri.data.sample import Sample, normalization_statistics
 from accelmri.data.volume import ImageVolume, KspaceVolume
 from accelmri.physics.coils import rss
 from accelmri.physics.degrade import Acquisition
 from accelmri.physics.fft import fft2c, ifft2c
 from accelmri.physics.sensitivity import calibrated_espirit_maps
 
-__all__ = ["TASKS", "SliceDataset", "SliceSource", "check_task", "open_pair", "open_source"]
+__all__ = ["TASKS", "SliceDataset", "SliceSource", "check_task", "open_pair", "open_source", "refuse_challenge_file"]
 
 TASKS = ("reconstruction", "super_resolution", "joint")
 Task = Literal["reconstruction", "super_resolution", "joint"]
@@ -76,6 +77,32 @@ def check_task(task: str, acquisition: Acquisition) -> None:
         raise ValueError(f"task 'super_resolution' needs acceleration 1 and scale > 1, got {acquisition}")
     if task == "joint" and not (undersampled and truncated):
         raise ValueError(f"task 'joint' needs acceleration > 1 and scale > 1, got {acquisition}")
+
+
+#: Most fastMRI files one process (a DataLoader worker) keeps open for reading; the least recently read is closed
+#: beyond it (and re-opened on its next read), so data sets of thousands of volumes stay below the open-file limit.
+MAX_OPEN_FILES = 128
+
+
+class _OpenFiles:
+    """This process's open fastMRI files, least recently read first (an LRU bounded by :data:`MAX_OPEN_FILES`)."""
+
+    def __init__(self) -> None:
+        self.files: OrderedDict[int, FastMRIFile] = OrderedDict()
+        self.pid = os.getpid()
+
+    def opened(self, volume: FastMRIFile) -> None:
+        """Record a read of ``volume``; close the least recently read files beyond the limit."""
+        if self.pid != os.getpid():  # a forked worker: the parent's handles are not ours to close
+            self.files.clear()
+            self.pid = os.getpid()
+        self.files[id(volume)] = volume
+        self.files.move_to_end(id(volume))
+        while len(self.files) > MAX_OPEN_FILES:
+            self.files.popitem(last=False)[1].close()
+
+
+_OPEN_FILES = _OpenFiles()
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,14 +128,43 @@ class SliceSource:
     def num_slices(self) -> int:
         return self.volume.num_slices
 
+    @property
+    def slice_shape(self) -> tuple[int, int]:
+        """In-plane size ``(H, W)`` of the slices (of the image, or of the k-space matrix); read from metadata."""
+        volume = self.volume
+        if isinstance(volume, ImageVolume):
+            return int(volume.data.shape[1]), int(volume.data.shape[2])
+        if isinstance(volume, FastMRIFile):
+            return volume.kspace_shape[1], volume.kspace_shape[2]
+        return int(volume.kspace.shape[2]), int(volume.kspace.shape[3])
+
     def kspace(self, index: int) -> torch.Tensor:
         """Fully sampled HR k-space of one slice, ``(C, H, W)`` complex64 (``C = 1`` for image volumes)."""
         if isinstance(self.volume, FastMRIFile):
-            return torch.from_numpy(np.ascontiguousarray(self.volume.read_slice(index)[0]))
+            kspace = self.volume.read_slice(index)[0]
+            _OPEN_FILES.opened(self.volume)
+            return torch.from_numpy(np.ascontiguousarray(kspace))
         if isinstance(self.volume, KspaceVolume):
             return torch.from_numpy(np.ascontiguousarray(self.volume.kspace[index]))
         image = torch.from_numpy(np.ascontiguousarray(self.volume.data[index], dtype=np.float32))
         return fft2c(image.to(torch.complex64))[None]
+
+
+def refuse_challenge_file(source: SliceSource) -> None:
+    """Refuse a fastMRI test/challenge file (a ``mask`` dataset: already undersampled, no fully sampled target).
+
+    Training on it, scoring it or degrading it would treat its zero-filled lines as measured and mask it a second
+    time; ``accelmri restore`` (acquired mode) reconstructs it from the lines it has.
+
+    Raises:
+        DataError: naming the file, its acceleration and what to do instead.
+    """
+    volume = source.volume
+    if isinstance(volume, FastMRIFile) and volume.challenge:
+        acceleration = volume.attrs.get("acceleration", "?")
+        raise DataError(source.path, f"fastMRI test/challenge file: already undersampled (its 'mask' dataset, "
+                        f"acceleration {acceleration}) with no fully sampled target, so it cannot be trained on, "
+                        "scored or masked again; reconstruct it with `accelmri restore` (acquired mode)")
 
 
 def open_source(path: str | Path, subject: str | None = None, contrast: str | None = None) -> SliceSource:
@@ -207,6 +263,22 @@ def _check_patch(patch_size: tuple[int, int], task: str, scale: int, crop: tuple
         raise ValueError(f"patch_size {patch_size} is larger than the crop {crop}")
 
 
+def _check_slice_shape(source: SliceSource, scale: int, crop: tuple[int, int] | None) -> None:
+    """Refuse a volume whose slices the scale does not divide (or that are smaller than ``crop``), naming it.
+
+    Raises:
+        DataError: naming the file, its slice size and the remedy.
+    """
+    height, width = source.slice_shape
+    if crop is not None:
+        if crop[0] > height or crop[1] > width:
+            raise DataError(source.path, f"slice size {height}x{width} is smaller than the crop {crop[0]}x{crop[1]} "
+                            "(data.crop)")
+    elif height % scale or width % scale:
+        raise DataError(source.path, f"slice size {height}x{width} is not divisible by the scale {scale} "
+                        f"(data.acquisition.scale); crop the volume (data.crop) or pad it to a multiple of {scale}")
+
+
 def _slice_seed(path: Path, index: int) -> int:
     """Deterministic per-slice seed from the file name and slice index (validation/test masks)."""
     return zlib.crc32(f"{path.name}:{index}".encode())
@@ -252,9 +324,12 @@ class SliceDataset(Dataset[Sample]):
         maps_cache_size: number of slices whose ESPIRiT maps are kept in memory.
 
     Raises:
+        DataError: a fastMRI test/challenge file among the volumes (:func:`refuse_challenge_file`).
         ValueError: bad task/acquisition combination, unequal numbers of targets and references, or a
             ``patch_size`` that is not positive, not divisible by the scale, larger than ``crop`` or given for a
-            task other than ``super_resolution``. Reading a sample raises :class:`DataError` for a reference
+            task other than ``super_resolution``.
+        DataError: a target whose slice size the scale does not divide (without ``crop``) or that is smaller
+            than ``crop``, naming the file. Reading a sample raises :class:`DataError` for a reference
             whose slice grid differs from its target's, or a slice smaller than ``patch_size``.
     """
 
@@ -274,6 +349,8 @@ class SliceDataset(Dataset[Sample]):
         maps_cache_size: int = 256,
     ) -> None:
         check_task(task, acquisition)
+        for source in [*targets, *(references or [])]:
+            refuse_challenge_file(source)
         if references is not None and len(references) != len(targets):
             raise ValueError(f"{len(targets)} targets but {len(references)} references")
         if normalization not in ("scale", "meanstd"):
@@ -282,6 +359,8 @@ class SliceDataset(Dataset[Sample]):
             raise ValueError(f"crop {crop} is not divisible by the scale {acquisition.scale}")
         if patch_size is not None:
             _check_patch(patch_size, task, acquisition.scale, crop)
+        for target in targets:
+            _check_slice_shape(target, acquisition.scale, crop)
         self.targets = list(targets)
         self.references = list(references) if references is not None else None
         self.task = task
@@ -326,10 +405,7 @@ class SliceDataset(Dataset[Sample]):
         return ((image - mean) / std).to(torch.float32)[None]
 
     def _statistics(self, lr_input: torch.Tensor) -> tuple[float, float]:
-        eps = torch.finfo(torch.float32).tiny
-        if self.normalization == "scale":
-            return 0.0, max(float(lr_input.mean()), eps)
-        return float(lr_input.mean()), max(float(lr_input.std()), eps)
+        return normalization_statistics(lr_input, self.normalization)
 
     def __getitem__(self, item: int) -> Sample:
         volume, index = self.slices[item]

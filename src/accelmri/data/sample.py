@@ -28,7 +28,30 @@ from typing import Any
 
 import torch
 
-__all__ = ["Sample", "collate"]
+from accelmri.physics.coils import rss
+from accelmri.physics.fft import ifft2c
+
+__all__ = ["NORMALIZATIONS", "Sample", "collate", "normalization_statistics"]
+
+#: ``data.normalization`` choices: ``scale`` divides by the mean of the zero-filled LR magnitude, ``meanstd``
+#: subtracts it and divides by its standard deviation.
+NORMALIZATIONS: tuple[str, ...] = ("scale", "meanstd")
+
+
+def normalization_statistics(image: torch.Tensor, normalization: str) -> tuple[float, float]:
+    """``(mean, std)`` with ``normalised = (image − mean) / std`` of the zero-filled LR magnitude ``image`` (any
+    shape, real): ``scale`` → ``(0, image.mean())``, ``meanstd`` → ``(image.mean(), image.std())``; ``std`` is at
+    least float32's smallest normal number (an all-zero input stays finite).
+
+    Raises:
+        ValueError: an unknown ``normalization``.
+    """
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"unknown normalization {normalization!r}; choose from {', '.join(NORMALIZATIONS)}")
+    eps = torch.finfo(torch.float32).tiny
+    if normalization == "scale":
+        return 0.0, max(float(image.mean()), eps)
+    return float(image.mean()), max(float(image.std()), eps)
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,6 +68,100 @@ class Sample:
     reference: torch.Tensor | None = None
     sens_maps: torch.Tensor | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_tensors(
+        cls,
+        kspace: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        *,
+        scale: int = 1,
+        sens_maps: torch.Tensor | None = None,
+        reference: torch.Tensor | None = None,
+        normalization: str = "scale",
+        meta: dict[str, Any] | None = None,
+    ) -> Sample:
+        """One slice of the user's own measured data in the batch contract, for a model in the user's own loop
+        (``model(collate([sample]))``; ``sample.denormalize`` maps outputs back to the input's units).
+
+        Args:
+            kspace: ``(C, h, w)`` (or ``(h, w)``: one coil) complex centred k-space of the *acquired* grid (the
+                low-resolution grid for super-resolution), zeros where nothing was measured; orthonormal FFT
+                convention of :mod:`accelmri.physics.fft`. For an image-domain SR model and a magnitude image
+                ``x`` (h, w), pass ``fft2c(x.to(torch.complex64))``.
+            mask: ``(h, w)`` or ``(1, w)``/``(w,)`` 0/1 sampling mask; ``None`` = the samples of ``kspace`` that
+                are non-zero in any coil.
+            scale: the model's SR factor ``s`` (``1``: reconstruction only): the output grid is ``(s·h, s·w)``.
+            sens_maps: ``(C, h, w)`` complex coil sensitivities for SENSE-type models (e.g.
+                :func:`accelmri.physics.sensitivity.calibrated_espirit_maps`), or ``None``.
+            reference: ``(s·h, s·w)`` (or ``(1, s·h, s·w)``) real magnitude of the reference contrast on the
+                output grid (reference-guided models), or ``None``; normalised by its own statistics.
+            normalization: the model's ``data.normalization`` (``scale`` or ``meanstd``; its config says which).
+            meta: optional ``meta`` entries (``file``, ``slice``, ...).
+
+        Returns:
+            A :class:`Sample` with ``lr_input = lr_target`` = the normalised zero-filled magnitude (root-sum-of-
+            squares over coils), ``kspace / std``, and ``target`` all zeros (no ground truth).
+
+        Raises:
+            ValueError: wrong dimensions or shapes, a real ``kspace``, non-finite values, a mask that selects
+                nothing, ``scale < 1``, or an unknown ``normalization``.
+        """
+        if not torch.is_complex(kspace):
+            raise ValueError(f"kspace must be complex (centred k-space), got {kspace.dtype}")
+        if kspace.ndim == 2:
+            kspace = kspace[None]
+        if kspace.ndim != 3:
+            raise ValueError(f"kspace must be (C, h, w) or (h, w), got shape {tuple(kspace.shape)}")
+        if not torch.isfinite(torch.view_as_real(kspace)).all():
+            raise ValueError("kspace contains NaN or Inf")
+        if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+            raise ValueError(f"scale must be an integer >= 1, got {scale!r}")
+        shape = tuple(kspace.shape[-2:])
+        if mask is None:
+            mask = (kspace.abs().sum(dim=0) > 0).to(torch.float32)
+        mask = torch.as_tensor(mask, dtype=torch.float32)
+        try:
+            mask = torch.broadcast_to(mask, shape).clone()
+        except RuntimeError as err:
+            raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to the k-space {shape}") from err
+        if not mask.any():
+            raise ValueError("the mask selects no k-space sample (nothing was measured)")
+        kspace = kspace.to(torch.complex64) * mask
+        images = ifft2c(kspace)
+        magnitude = rss(images) if images.shape[0] > 1 else images[0].abs()
+        mean, std = normalization_statistics(magnitude, normalization)
+        lr_input = ((magnitude - mean) / std).to(torch.float32)[None]
+        hr_shape = (scale * shape[0], scale * shape[1])
+        guide = None
+        if reference is not None:
+            reference = torch.as_tensor(reference)
+            if torch.is_complex(reference):
+                reference = reference.abs()
+            reference = reference.to(torch.float32)
+            if tuple(reference.shape[-2:]) != hr_shape or reference.ndim not in (2, 3) or reference.numel() != (
+                    hr_shape[0] * hr_shape[1]):
+                raise ValueError(f"reference of shape {tuple(reference.shape)} is not on the output grid {hr_shape} "
+                                 f"(scale {scale} × the k-space {shape})")
+            if not torch.isfinite(reference).all():
+                raise ValueError("reference contains NaN or Inf")
+            ref_mean, ref_std = normalization_statistics(reference, normalization)
+            guide = ((reference - ref_mean) / ref_std).reshape(1, *hr_shape)
+        if sens_maps is not None and tuple(sens_maps.shape) != tuple(kspace.shape):
+            raise ValueError(f"sens_maps of shape {tuple(sens_maps.shape)} do not match the k-space "
+                             f"{tuple(kspace.shape)}")
+        return cls(
+            target=torch.zeros((1, *hr_shape), dtype=torch.float32),
+            lr_input=lr_input,
+            lr_target=lr_input,
+            kspace=(kspace / std).to(torch.complex64),
+            mask=mask[None],
+            norm_mean=torch.tensor(mean, dtype=torch.float32),
+            norm_std=torch.tensor(std, dtype=torch.float32),
+            reference=guide,
+            sens_maps=None if sens_maps is None else sens_maps.to(torch.complex64),
+            meta=dict(meta or {}),
+        )
 
     def denormalize(self, image: torch.Tensor) -> torch.Tensor:
         """Undo the normalisation of a (batched) image ``(B, 1, H, W)`` or ``(1, H, W)``: ``x·std + mean``."""

@@ -4,7 +4,10 @@ Output folder, per subject ``K`` (``0 … subjects − 1``) and contrast ``C``:
 
 * ``brain_sub{K:03d}_{C}.h5``: fastMRI HDF5 (:func:`accelmri.data.readers.fastmri.write_fastmri`): ``kspace``
   ``(S, coils, H, W)`` complex64 (``(S, H, W)`` for one coil), ``reconstruction_rss`` (``reconstruction_esc`` for
-  one coil) ``(S, H, W)`` float32, the noise-free RSS magnitude; ``ismrmrd_header`` with encoded and recon matrix
+  one coil) ``(S, H, W)`` float32, the RSS magnitude (``|x|`` for one coil) *of the stored noisy k-space*, so a
+  perfect reconstruction of ``kspace`` scores perfectly under fastMRI's evaluation, and
+  ``reconstruction_noise_free``, the same magnitude without the noise (what the digital brain is);
+  ``ismrmrd_header`` with encoded and recon matrix
   ``(H, W, 1)``, field of view ``(fov, fov, slice thickness)`` mm and ``S`` slices; root attributes
   ``acquisition`` (the contrast name), ``patient_id`` (``brain_sub{K:03d}``), ``max`` and ``norm`` of the target,
   and the sequence timing ``tr_ms``, ``te_ms`` (and ``ti_ms`` for FLAIR) and ``noise_std`` this subject and
@@ -14,7 +17,7 @@ Output folder, per subject ``K`` (``0 … subjects − 1``) and contrast ``C``:
   to it (:attr:`~accelmri.data.digital_brain.BrainSubject.misregistration`): ``reference_shift_mm`` ``[x, y]``,
   ``reference_shift_px`` ``[h, w]``, ``reference_rotation_deg``, ``reference_slice_thickness_mm``,
   ``reference_noise_scale`` and ``reference_resample_offset_px`` ``[h, w]``.
-* with ``nifti``: ``brain_sub{K:03d}_{C}.nii.gz``, the same target magnitude with the voxel → RAS affine
+* with ``nifti``: ``brain_sub{K:03d}_{C}.nii.gz``, the same (noisy) target magnitude with the voxel → RAS affine
   (:func:`accelmri.data.readers.nifti.write_nifti`), so the NIfTI readers and world-coordinate pairing apply.
 * with two or more contrasts, ``pairs.csv``: the fastMRI multi-contrast split layout of MINet / SANet / MTrans
   (:func:`accelmri.data.pairing.pairs_from_csv`), **without a header row**, one row ``reference_file,target_file``
@@ -41,10 +44,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from accelmri.data.digital_brain import Realism, canonical_contrast, digital_brain_subject
 from accelmri.data.readers.fastmri import make_ismrmrd_header, write_fastmri
 from accelmri.data.readers.nifti import write_nifti
+from accelmri.physics.coils import rss
+from accelmri.physics.fft import ifft2c
 
 __all__ = ["PAIRS_FILE", "simulate_dataset", "subject_file_stem"]
 
@@ -137,6 +143,12 @@ def simulate_dataset(
     return [out / name for name in names_written]
 
 
+def _magnitude(kspace: torch.Tensor) -> torch.Tensor:
+    """``(S, C, H, W)`` k-space → ``(S, H, W)`` float32 magnitude: RSS of the coil images, ``|x|`` for one coil."""
+    images = ifft2c(kspace)
+    return (rss(images) if images.shape[1] > 1 else images[:, 0].abs()).to(torch.float32)
+
+
 def _write_all(
     folder: Path,
     contrasts: list[str],
@@ -181,8 +193,9 @@ def _write_all(
                             "resample_offset_px"):
                     attrs[f"reference_{key}"] = applied[key]
             kspace = brain.kspace[contrast].numpy()
-            target = brain.targets[contrast].numpy()
-            write_fastmri(folder / f"{stem}.h5", kspace if coils > 1 else kspace[:, 0], target, attrs, header)
+            target = _magnitude(brain.kspace[contrast]).numpy()
+            write_fastmri(folder / f"{stem}.h5", kspace if coils > 1 else kspace[:, 0], target, attrs, header,
+                          extra={"reconstruction_noise_free": brain.targets[contrast].numpy()})
             written.append(f"{stem}.h5")
             if nifti:
                 write_nifti(folder / f"{stem}.nii.gz", target, brain.affine)

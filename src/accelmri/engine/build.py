@@ -6,7 +6,9 @@ Data sources (``data.source.kind``):
   folder under the digital-brain cache named by a hash of the parameters) and then read like any fastMRI file.
   The folder gets a marker file ``accelmri_dataset.json`` with the parameters (``realism`` included unless it is
   off); an existing folder is reused when its marker matches and refused otherwise (it is never overwritten).
-  The reference contrast, if any, is simulated first and gets the realism's ``reference_*`` imperfections.
+  The reference contrast, if any, is simulated first and gets the realism's ``reference_*`` imperfections. A
+  list of reference contrasts (randomised reference) is one such folder per reference contrast
+  (:func:`brain_sources`); every target volume is then paired with each of them.
 * ``files``: a fastMRI pairing CSV (one for all splits, or one per split), an IXI folder, or explicit paths.
 
 Splits are made by subject (:func:`accelmri.data.splits.split_subjects`) or, for single-subject data, by slab
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -27,6 +29,7 @@ from torch import nn
 from accelmri.data.datasets import SliceDataset, SliceSource, open_pair, open_source
 from accelmri.data.digital_brain import canonical_contrast, default_cache_dir
 from accelmri.data.errors import DataError
+from accelmri.data.fastmri_protocol import FastMRIProtocolDataset
 from accelmri.data.pairing import ContrastPair, align_reference, pairs_from_csv, pairs_from_ixi
 from accelmri.data.sample import collate
 from accelmri.data.simulate import simulate_dataset, subject_file_stem
@@ -39,6 +42,7 @@ from accelmri.models.baselines.interpolation import enforce_band_consistency
 
 __all__ = [
     "DATASET_MARKER",
+    "brain_sources",
     "build_dataset",
     "build_model",
     "check_compatible",
@@ -72,8 +76,27 @@ def _brain_parameters(brain: DigitalBrainSource) -> dict[str, object]:
     return json.loads(json.dumps(parameters))
 
 
+def brain_sources(brain: DigitalBrainSource) -> list[DigitalBrainSource]:
+    """The single-reference sources of ``brain``: ``[brain]`` with at most one reference contrast; with a list
+    (randomised reference), one source per reference contrast (``dir``, when given, becomes ``dir/<contrast>``),
+    each simulated and cached like a source naming that reference alone (the same folder)."""
+    if len(brain.references) <= 1:
+        return [replace(brain, reference=brain.references[0] if brain.references else None)]
+    names = [canonical_contrast(c) for c in brain.references]
+    return [replace(brain, reference=name, dir=None if brain.dir is None else str(Path(brain.dir) / name))
+            for name in names]
+
+
 def digital_brain_dir(brain: DigitalBrainSource) -> Path:
-    """The folder of a digital-brain source: ``dir``, or ``<cache>/datasets/<hash of the parameters>``."""
+    """The folder of a digital-brain source with at most one reference contrast (:func:`brain_sources` splits a
+    list): ``dir``, or ``<cache>/datasets/<hash of the parameters>``.
+
+    Raises:
+        ValueError: ``brain`` names several reference contrasts.
+    """
+    if len(brain.references) > 1:
+        raise ValueError(f"{list(brain.references)}: several reference contrasts have one folder each "
+                         "(brain_sources)")
     if brain.dir is not None:
         return Path(brain.dir).expanduser()
     key = hashlib.sha256(json.dumps(_brain_parameters(brain), sort_keys=True).encode()).hexdigest()[:16]
@@ -89,9 +112,13 @@ def prepare_data(config: DataConfig, source: str = "<config>") -> None:
         ConfigError: ``data.source.dir`` is not empty and holds no digital brain with these parameters.
         OSError: the files cannot be written.
     """
-    brain = config.source
-    if not isinstance(brain, DigitalBrainSource):
+    if not isinstance(config.source, DigitalBrainSource):
         return
+    for brain in brain_sources(config.source):
+        _prepare_brain(brain, source)
+
+
+def _prepare_brain(brain: DigitalBrainSource, source: str) -> None:
     folder = digital_brain_dir(brain)
     parameters = _brain_parameters(brain)
     marker = folder / DATASET_MARKER
@@ -118,18 +145,19 @@ def _entries(config: DataConfig, split: str) -> tuple[list[_Entry], bool]:
     """The volumes of the source and whether they are already the given split (predefined CSV splits)."""
     data = config.source
     if isinstance(data, DigitalBrainSource):
-        folder = digital_brain_dir(data)
         entries: list[_Entry] = []
         for subject in range(data.subjects):
             for contrast in (canonical_contrast(c) for c in data.contrasts):
-                target = folder / f"{subject_file_stem(subject, contrast)}.h5"
                 name = f"brain_sub{subject:03d}"
-                if data.reference is None:
-                    entries.append((target, name, contrast))
-                    continue
-                reference = canonical_contrast(data.reference)
-                entries.append(ContrastPair(target, folder / f"{subject_file_stem(subject, reference)}.h5", name,
-                                            contrast, reference, "index"))
+                for brain in brain_sources(data):  # one per reference contrast (a randomised reference: several)
+                    folder = digital_brain_dir(brain)
+                    target = folder / f"{subject_file_stem(subject, contrast)}.h5"
+                    if brain.reference is None:
+                        entries.append((target, name, contrast))
+                        continue
+                    reference = canonical_contrast(brain.reference)
+                    entries.append(ContrastPair(target, folder / f"{subject_file_stem(subject, reference)}.h5",
+                                                name, contrast, reference, "index"))
         return entries, False
     if isinstance(data.csv, dict):
         return (list(pairs_from_csv(data.csv[split])) if split in data.csv else []), True
@@ -168,17 +196,20 @@ def _open(entry: _Entry, use_reference: bool) -> tuple[SliceSource, SliceSource 
     return target, reference
 
 
-def build_dataset(config: DataConfig, split: str, source: str = "<config>") -> SliceDataset:
+def build_dataset(config: DataConfig, split: str, source: str = "<config>") -> SliceDataset | FastMRIProtocolDataset:
     """The :class:`SliceDataset` of one split (``train`` draws random masks and ``data.patch_size`` patches;
-    ``val``/``test`` have fixed masks and whole slices).
+    ``val``/``test`` have fixed masks and whole slices), or with ``data.protocol: fastmri`` the
+    :class:`~accelmri.data.fastmri_protocol.FastMRIProtocolDataset` (``val``/``test``: one mask per volume, seeded
+    from the file name as fastMRI does).
 
     Call :func:`prepare_data` first for a digital brain. The dataset may be empty (a zero split ratio, or a split
     without a CSV in ``data.source.csv``).
 
     Raises:
         ValueError: ``split`` is not train, val or test.
-        DataError: missing or unreadable files (naming the file).
-        ConfigError: dataset arguments the data do not allow (e.g. a crop larger than the images).
+        DataError: missing or unreadable files, or fastMRI test/challenge files (naming the file).
+        ConfigError: dataset arguments the data do not allow (e.g. a crop larger than the images), or a reference
+            contrast with ``data.protocol: fastmri``.
     """
     if split not in SPLIT_NAMES:
         raise ValueError(f"split must be one of {', '.join(SPLIT_NAMES)}, got {split!r}")
@@ -199,6 +230,12 @@ def build_dataset(config: DataConfig, split: str, source: str = "<config>") -> S
         targets.append(target)
         if reference is not None:
             references.append(reference)
+    if config.protocol == "fastmri":
+        if references:
+            raise ConfigError(source, "data.source", "data.protocol: fastmri is single-contrast; remove the reference")
+        fractions, accelerations = config.acquisition.fastmri_lists
+        return FastMRIProtocolDataset(targets, config.acquisition.mask_kind, fractions, accelerations,
+                                      train=split == "train", normalization=config.normalization, slices=slices)
     try:
         return SliceDataset(
             targets,
@@ -212,6 +249,8 @@ def build_dataset(config: DataConfig, split: str, source: str = "<config>") -> S
             normalization=config.normalization,
             slices=slices,
         )
+    except DataError:  # a bad file: the message names it
+        raise
     except ValueError as err:
         raise ConfigError(source, "data", str(err)) from err
 
@@ -238,7 +277,7 @@ def build_model(config: ModelConfig, scale: int, source: str = "<config>", key: 
         raise ConfigError(source, f"{key}.kspace_consistency", f"must be true or false, got {consistency!r}")
     try:
         model = build(config.name, **kwargs)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, ImportError) as err:  # ImportError: a plugin model (entry point) that fails
         raise ConfigError(source, key, f"{config.name}: {err}") from err
     built_scale = getattr(model, "scale", scale)
     if built_scale != scale:

@@ -18,11 +18,13 @@ key                     value
 ``best``                ``{"metric", "value", "step"}`` of the best validation so far
 ``metrics``             the latest validation: ``{"step", "summary", "per_volume"}`` (or ``None``)
 ``target_contrasts``    the canonical target contrasts of the training data (list of str), or ``None`` if unknown
-``reference_contrast``  the canonical reference contrast (str), or ``None`` (none, or unknown)
+``reference_contrast``  the canonical reference contrast (str), or ``None`` (none, several, or unknown)
+``reference_contrasts`` every reference contrast trained with (list of str: several for a randomised reference), or
+                        ``None``
 ======================  ============================================================================================
 
-The two contrast fields are derived from ``config`` when the checkpoint is written
-(:func:`accelmri.engine.contrast.trained_contrasts`); checkpoints written before them lack both keys and load
+The contrast fields are derived from ``config`` when the checkpoint is written
+(:func:`accelmri.engine.contrast.trained_contrasts`); checkpoints written before them lack these keys and load
 all the same (read them with ``.get``).
 
 Loading never executes code from the file (``weights_only=True``), so a checkpoint from an untrusted source can
@@ -40,6 +42,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from accelmri import __version__
 from accelmri.data.errors import DataError
@@ -50,6 +53,7 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "load_checkpoint",
     "load_scheduler_state",
+    "load_weights",
     "plain",
     "rng_state",
     "save_checkpoint",
@@ -123,8 +127,9 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
 
     The file is written next to ``path`` under a temporary name and renamed over it, so ``path`` always holds a
     complete checkpoint (an interrupted save leaves the previous one). Only the run's own files are replaced:
-    the engine calls this for ``last.pt`` and ``best.pt`` in its run folder. ``target_contrasts`` and
-    ``reference_contrast`` are added from ``payload["config"]`` (:func:`~accelmri.engine.contrast.trained_contrasts`)
+    the engine calls this for ``last.pt`` and ``best.pt`` in its run folder. ``target_contrasts``,
+    ``reference_contrast`` and ``reference_contrasts`` are added from ``payload["config"]``
+    (:func:`~accelmri.engine.contrast.trained_contrasts`)
     unless the payload gives them.
 
     Returns:
@@ -163,3 +168,36 @@ def load_checkpoint(path: str | Path, *, mmap: bool = False) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise DataError(file, f"not an accelmri checkpoint (expected format {CHECKPOINT_FORMAT!r})")
     return payload
+
+
+def load_weights(model: nn.Module, state: Any, path: str | Path, name: str) -> None:
+    """Load a checkpoint's ``model`` state dict into ``model`` (built from the checkpoint's own config).
+
+    Args:
+        model: the model the stored config describes.
+        state: the checkpoint's ``model`` entry.
+        path: the checkpoint (for messages).
+        name: the model's registered name (for messages).
+
+    Raises:
+        DataError: naming ``path``, when ``state`` is not a state dict or does not fit ``model`` (missing,
+            unexpected or differently shaped tensors: the file holds another model's weights).
+    """
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DataError(path, "holds no model weights ('model' is not a state dict)")
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    reshaped = [f"{key} {tuple(state[key].shape)} vs {tuple(value.shape)}" for key, value in expected.items()
+                if key in state and state[key].shape != value.shape]
+    problems = [f"{len(found)} {what} (e.g. {found[0]})" for found, what in
+                ((missing, "missing"), (unexpected, "unexpected"), (reshaped, "of another shape")) if found]
+    if problems:
+        raise DataError(path, f"its weights do not fit the {name} model of its own config: {', '.join(problems)}; "
+                        "the file holds another model's weights")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(path, f"its weights do not load into the {name} model of its own config "
+                        f"({first_line})") from err

@@ -30,6 +30,7 @@ from accelmri.data.digital_brain import REALISM_PRESETS, Realism, RealismError, 
 from accelmri.data.errors import DataError
 from accelmri.losses import LOSSES, PRESETS
 from accelmri.physics.degrade import Acquisition
+from accelmri.physics.masks import FASTMRI_MASK_TYPES, MASK_KINDS
 
 __all__ = [
     "MONITOR_MODES",
@@ -78,7 +79,12 @@ class DigitalBrainSource:
     Attributes:
         kind: ``"digital_brain"``.
         contrasts: target contrasts; every subject gives one volume per target contrast.
-        reference: reference contrast (multi-contrast guidance), or ``None``.
+        reference: reference contrast (multi-contrast guidance), or ``None``. A list of contrasts randomises the
+            reference contrast: every target volume is paired with the same subject's volume of each listed
+            reference contrast (all from one reference session: the same misregistration), so training draws each
+            reference contrast equally often and one model serves all of them (validation and test average over
+            the pairs). Each reference contrast is simulated into its own folder (under ``dir`` when given:
+            ``dir/<contrast>``).
         coils: receive coils (1 = single-coil).
         subjects: number of subjects (split subject-wise).
         size: even matrix size ``H = W``.
@@ -96,7 +102,7 @@ class DigitalBrainSource:
 
     kind: Literal["digital_brain"] = "digital_brain"
     contrasts: tuple[str, ...] = ("T2",)
-    reference: str | None = None
+    reference: str | tuple[str, ...] | None = None
     coils: int = 1
     subjects: int = 10
     size: int = 256
@@ -105,6 +111,13 @@ class DigitalBrainSource:
     seed: int = 0
     realism: Realism = field(default_factory=Realism)
     dir: str | None = None
+
+    @property
+    def references(self) -> tuple[str, ...]:
+        """The reference contrasts as given: ``()`` without a reference, one name, or the randomised list."""
+        if self.reference is None:
+            return ()
+        return (self.reference,) if isinstance(self.reference, str) else tuple(self.reference)
 
 
 @dataclass(frozen=True)
@@ -148,24 +161,44 @@ class FilesSource:
 
 @dataclass(frozen=True)
 class AcquisitionConfig:
-    """How the target is acquired (:class:`~accelmri.physics.degrade.Acquisition`).
+    """How the target is acquired (:class:`~accelmri.physics.degrade.Acquisition`, or fastMRI's masks).
+
+    accelmri's ``random`` and ``equispaced`` share fastMRI's names but not its masks
+    (:mod:`accelmri.physics.masks`). ``data.protocol`` decides which family ``mask_kind`` names:
+    ``crop_then_degrade`` takes accelmri's masks only (exact-count masks inside the acquired LR grid), ``fastmri``
+    takes fastMRI's only (:func:`~accelmri.physics.masks.fastmri_mask`, bit-identical to fastMRI's
+    ``create_mask_for_mask_type``). ``mask_family`` states it in the config; a family, mask name or list that the
+    protocol does not take is refused with the key to change.
 
     Attributes:
-        mask_kind: ``random``, ``equispaced``, ``gaussian1d`` or ``poisson2d``.
-        acceleration: undersampling ``R`` inside the acquired LR k-space (1 = fully sampled).
-        center_fraction: fully sampled centre fraction.
+        mask_kind: accelmri's ``random``, ``equispaced``, ``gaussian1d``, ``poisson2d``, or fastMRI's
+            ``mask_type`` (``random``, ``equispaced``, ``equispaced_fraction``, ``magic``, ``magic_fraction``).
+        mask_family: ``accelmri`` or ``fastmri``, checked against ``data.protocol``; ``None``: the protocol's.
+        acceleration: undersampling ``R`` inside the acquired LR k-space (1 = fully sampled); for fastMRI masks
+            the nominal R (the line spacing for ``equispaced`` / ``magic``), used when ``accelerations`` is empty.
+        center_fraction: fully sampled centre fraction (used by fastMRI masks when ``center_fractions`` is empty).
+        accelerations: fastMRI's ``accelerations`` list (fastMRI family only; one pair is chosen per mask).
+        center_fractions: fastMRI's ``center_fractions`` list, one per acceleration.
         scale: k-space truncation (SR) factor ``s``.
         noise_std: extra complex k-space noise std, in the units of the truncated k-space.
     """
 
     mask_kind: str = "equispaced"
+    mask_family: Literal["accelmri", "fastmri"] | None = None
     acceleration: float = 1.0
     center_fraction: float = 0.08
+    accelerations: tuple[float, ...] = ()
+    center_fractions: tuple[float, ...] = ()
     scale: int = 1
     noise_std: float = 0.0
 
+    @property
+    def fastmri_lists(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """fastMRI's ``(center_fractions, accelerations)``: the lists, or the single values."""
+        return self.center_fractions or (self.center_fraction,), self.accelerations or (self.acceleration,)
+
     def to_acquisition(self) -> Acquisition:
-        """The :class:`Acquisition` (the datasets override its seed per slice)."""
+        """The :class:`Acquisition` of ``crop_then_degrade`` (the datasets override its seed per slice)."""
         return Acquisition(self.mask_kind, self.acceleration, self.center_fraction, self.scale, self.noise_std)
 
 
@@ -194,6 +227,12 @@ class DataConfig:
     Attributes:
         source: :class:`DigitalBrainSource` or :class:`FilesSource` (chosen by its ``kind``).
         task: ``reconstruction``, ``super_resolution`` or ``joint``.
+        protocol: ``crop_then_degrade`` (default; the SR papers' recipe, MINet/SANet/T2Net: optional centre crop of
+            the complex image, then k-space truncation, accelmri mask and noise on that grid,
+            :class:`~accelmri.data.datasets.SliceDataset`) or ``fastmri`` (the fastMRI leaderboard's: fastMRI's
+            mask on the acquired phase-encode lines, zero-filled reconstruction, crop to the file's
+            ``recon_size``, the file's ``reconstruction_rss`` / ``reconstruction_esc`` as target;
+            :class:`~accelmri.data.fastmri_protocol.FastMRIProtocolDataset`, docs/fastmri.md).
         acquisition: the degradation.
         split: the split.
         crop: centre crop ``[H, W]`` of the HR image before degradation, or ``None``.
@@ -209,6 +248,7 @@ class DataConfig:
 
     source: DigitalBrainSource | FilesSource
     task: Literal["reconstruction", "super_resolution", "joint"]
+    protocol: Literal["crop_then_degrade", "fastmri"] = "crop_then_degrade"
     acquisition: AcquisitionConfig = field(default_factory=AcquisitionConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     crop: tuple[int, int] | None = None
@@ -318,8 +358,9 @@ class TrainerConfig:
     Attributes:
         max_epochs: epochs to train (exclusive with ``max_steps``).
         max_steps: optimiser steps to train (exclusive with ``max_epochs``).
-        val_every_epochs: validate (and save ``last.pt``) every this many epochs (0 = never by epoch).
-        val_every_steps: also validate every this many steps (``None`` = never by step).
+        val_every_epochs: validate (and save ``last.pt``) every this many epochs (``0`` or ``null`` = never by
+            epoch: validate by steps only, or only at the end).
+        val_every_steps: also validate every this many steps (``null`` or ``0`` = never by step).
         log_every: log the training loss every this many steps.
         precision: Fabric precision ``32-true`` (``32`` is read as it), ``bf16-mixed`` or ``16-mixed`` (GPU).
         grad_clip: gradient-norm clipping threshold, or ``None``.
@@ -336,7 +377,7 @@ class TrainerConfig:
 
     max_epochs: int | None = None
     max_steps: int | None = None
-    val_every_epochs: int = 1
+    val_every_epochs: int | None = 1
     val_every_steps: int | None = None
     log_every: int = 10
     precision: Literal["32-true", "bf16-mixed", "16-mixed"] = "32-true"
@@ -624,15 +665,19 @@ def _check(config: ExperimentConfig) -> None:
 
 
 def _check_data(data: DataConfig, source: str) -> None:
-    try:
-        acquisition = data.acquisition.to_acquisition()
-    except ValueError as err:
-        raise ConfigError(source, "data.acquisition", str(err)) from err
-    try:
-        check_task(data.task, acquisition)
-    except ValueError as err:
-        raise ConfigError(source, "data.task", str(err)) from err
-    scale = acquisition.scale
+    if data.protocol == "fastmri":
+        _check_fastmri_protocol(data, source)
+    else:
+        _check_accelmri_family(data.acquisition, source)
+        try:
+            acquisition = data.acquisition.to_acquisition()
+        except ValueError as err:
+            raise ConfigError(source, "data.acquisition", str(err)) from err
+        try:
+            check_task(data.task, acquisition)
+        except ValueError as err:
+            raise ConfigError(source, "data.task", str(err)) from err
+    scale = data.acquisition.scale
     if data.crop is not None and (min(data.crop) < 1 or data.crop[0] % scale or data.crop[1] % scale):
         raise ConfigError(source, "data.crop", f"{list(data.crop)} must be positive and divisible by the scale {scale}")
     if data.patch_size is not None:
@@ -649,6 +694,51 @@ def _check_data(data: DataConfig, source: str) -> None:
         _check_digital_brain(data.source, data.crop, scale, source)
     else:
         _check_files(data.source, source)
+
+
+def _check_accelmri_family(acq: AcquisitionConfig, source: str) -> None:
+    """``crop_then_degrade`` takes accelmri's masks only; fastMRI's names, family and lists are refused."""
+    key = "data.acquisition"
+    fastmri_only = acq.mask_kind in FASTMRI_MASK_TYPES and acq.mask_kind not in MASK_KINDS
+    if acq.mask_family == "fastmri" or fastmri_only:
+        raise ConfigError(source, f"{key}.mask_family" if acq.mask_family else f"{key}.mask_kind",
+                          f"fastMRI's {acq.mask_kind!r} mask is applied by data.protocol: fastmri (masks on the "
+                          f"acquired lines); data.protocol: crop_then_degrade takes accelmri's masks "
+                          f"({', '.join(MASK_KINDS)})")
+    if acq.accelerations or acq.center_fractions:
+        raise ConfigError(source, f"{key}.accelerations", "lists of accelerations / center_fractions are fastMRI's "
+                          "(data.protocol: fastmri); accelmri's masks take acceleration and center_fraction")
+
+
+def _check_fastmri_protocol(data: DataConfig, source: str) -> None:
+    """``protocol: fastmri``: a reconstruction task on fastMRI files with one of fastMRI's masks."""
+    acq, key = data.acquisition, "data.acquisition"
+    if acq.mask_family == "accelmri":
+        raise ConfigError(source, f"{key}.mask_family", "data.protocol: fastmri uses fastMRI's masks; set "
+                          "mask_family: fastmri (or remove it)")
+    if acq.mask_kind not in FASTMRI_MASK_TYPES:
+        raise ConfigError(source, f"{key}.mask_kind", f"data.protocol: fastmri takes fastMRI's mask types "
+                          f"({', '.join(FASTMRI_MASK_TYPES)}), got {acq.mask_kind!r}")
+    fractions, accelerations = acq.fastmri_lists
+    if len(fractions) != len(accelerations):
+        raise ConfigError(source, f"{key}.center_fractions", f"{list(fractions)} must have one value per "
+                          f"acceleration {list(accelerations)}")
+    if min(accelerations) <= 1 or not all(0 < f < 1 for f in fractions):
+        raise ConfigError(source, key, f"fastMRI masks need accelerations > 1 and center fractions in (0, 1), got "
+                          f"{list(accelerations)} and {list(fractions)}")
+    if acq.mask_kind in ("equispaced", "magic") and any(a != int(a) for a in accelerations):
+        raise ConfigError(source, f"{key}.accelerations", f"fastMRI's {acq.mask_kind} takes R as the line spacing: "
+                          f"integers, got {list(accelerations)}")
+    if data.task != "reconstruction" or acq.scale != 1 or acq.noise_std != 0:
+        raise ConfigError(source, "data.task", "data.protocol: fastmri is fastMRI's reconstruction benchmark: task "
+                          "reconstruction, data.acquisition.scale 1, noise_std 0")
+    for name in ("crop", "patch_size", "sens_maps"):
+        if getattr(data, name) is not None:
+            raise ConfigError(source, f"data.{name}", "not used by data.protocol: fastmri (it crops to each file's "
+                              "recon_size after reconstruction); remove it")
+    if data.source.kind == "files" and data.source.use_reference and (data.source.csv or data.source.ixi):
+        raise ConfigError(source, "data.source.use_reference", "data.protocol: fastmri is single-contrast; set "
+                          "use_reference: false")
 
 
 def _check_patch_size(data: DataConfig, patch: tuple[int, int], scale: int, source: str) -> None:
@@ -670,7 +760,9 @@ def _check_patch_size(data: DataConfig, patch: tuple[int, int], scale: int, sour
 
 def _check_digital_brain(brain: DigitalBrainSource, crop: tuple[int, int] | None, scale: int, source: str) -> None:
     key = "data.source"
-    contrasts = [*brain.contrasts, *([brain.reference] if brain.reference else [])]
+    contrasts = [*brain.contrasts, *brain.references]
+    if brain.reference is not None and not brain.references:
+        raise ConfigError(source, f"{key}.reference", "an empty list; give a contrast, a list of them, or null")
     try:
         names = [canonical_contrast(c) for c in contrasts]
     except ValueError as err:
@@ -749,12 +841,14 @@ def _check_scheduler(scheduler: SchedulerConfig, source: str) -> None:
 def _check_trainer(trainer: TrainerConfig, source: str) -> None:
     if (trainer.max_epochs is None) == (trainer.max_steps is None):
         raise ConfigError(source, "trainer", "give exactly one of max_epochs or max_steps")
-    for name in ("max_epochs", "max_steps", "log_every", "devices", "num_nodes", "val_every_steps"):
+    for name in ("max_epochs", "max_steps", "log_every", "devices", "num_nodes"):
         value = getattr(trainer, name)
         if value is not None and value < 1:
             raise ConfigError(source, f"trainer.{name}", f"must be >= 1, got {value}")
-    if trainer.val_every_epochs < 0:
-        raise ConfigError(source, "trainer.val_every_epochs", f"must be >= 0, got {trainer.val_every_epochs}")
+    for name in ("val_every_epochs", "val_every_steps"):
+        value = getattr(trainer, name)
+        if value is not None and value < 0:
+            raise ConfigError(source, f"trainer.{name}", f"must be >= 0 (0 or null: never), got {value}")
     if trainer.grad_clip is not None and not trainer.grad_clip > 0:
         raise ConfigError(source, "trainer.grad_clip", f"must be > 0 or null, got {trainer.grad_clip}")
     if trainer.seed < 0:

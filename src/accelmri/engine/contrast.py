@@ -20,7 +20,8 @@ two different contrasts (``T1_T2``), a T2*-weighted one (``T2star``, ``T2*``, ``
 (``None``). A T1-weighted FLAIR (``T1_FLAIR``) is ``T1``; any other FLAIR is ``FLAIR``.
 
 Checkpoints record what they were trained on (:func:`trained_contrasts`, written by
-:func:`accelmri.engine.checkpoint.save_checkpoint`): ``target_contrasts`` (a list) and ``reference_contrast``.
+:func:`accelmri.engine.checkpoint.save_checkpoint`): ``target_contrasts`` (a list), ``reference_contrast`` and
+``reference_contrasts`` (a list: several when the reference contrast was randomised).
 ``accelmri restore`` compares them with the contrasts of its inputs (:func:`volume_contrast`) and warns when they
 differ.
 """
@@ -167,13 +168,15 @@ def _common(contrasts: Iterable[str | None]) -> list[str] | None:
 
 
 def trained_contrasts(config: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``{"target_contrasts": [...] | None, "reference_contrast": str | None}`` of a stored config's data source.
+    """``{"target_contrasts": [...] | None, "reference_contrast": str | None, "reference_contrasts": [...] |
+    None}`` of a stored config's data source: ``reference_contrast`` when there is exactly one, and the list of all
+    (a randomised reference has several).
 
-    Digital brain: ``contrasts`` and ``reference``. Files: the fastMRI pairing CSV's ``PDFS`` target and ``PD``
-    reference; IXI's ``ixi_target`` / ``ixi_reference``; explicit ``paths`` by :func:`file_contrast` (a list of
-    the distinct target contrasts when every file's is known, the reference contrast when all references share
-    one). The reference is ``None`` when the source has none or ``use_reference`` is false; anything unknown is
-    ``None``.
+    Digital brain: ``contrasts`` and ``reference`` (a name or a list). Files: the fastMRI pairing CSV's ``PDFS``
+    target and ``PD`` reference; IXI's ``ixi_target`` / ``ixi_reference``; explicit ``paths`` by
+    :func:`file_contrast` (a list of the distinct target contrasts when every file's is known, the distinct
+    reference contrasts when every reference's is known). The references are ``None`` when the source has none
+    or ``use_reference`` is false; anything unknown is ``None``.
 
     Args:
         config: :meth:`~accelmri.engine.config.ExperimentConfig.to_dict` output (or ``None``).
@@ -183,8 +186,9 @@ def trained_contrasts(config: Mapping[str, Any] | None) -> dict[str, Any]:
     references: list[str | None] = []
     if source.get("kind") == "digital_brain":
         targets = [normalize_contrast(c) or str(c) for c in source.get("contrasts") or ()]
-        references = [normalize_contrast(source["reference"]) or str(source["reference"])] if source.get(
-            "reference") else []
+        given = source.get("reference")
+        listed = [given] if isinstance(given, str) else list(given or ())  # a list: randomised reference
+        references = [normalize_contrast(c) or str(c) for c in listed]
     elif source.get("kind") == "files":
         if source.get("csv"):
             targets, references = ["PDFS"], ["PD"]
@@ -199,4 +203,5 @@ def trained_contrasts(config: Mapping[str, Any] | None) -> dict[str, Any]:
             references = []
     common = _common(references)
     return {"target_contrasts": _common(targets),
-            "reference_contrast": common[0] if common is not None and len(common) == 1 else None}
+            "reference_contrast": common[0] if common is not None and len(common) == 1 else None,
+            "reference_contrasts": common}

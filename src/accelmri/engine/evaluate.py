@@ -23,21 +23,25 @@ import csv
 import io
 import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from rich.progress import Progress
 from torch import nn
 from torch.utils.data import DataLoader
 
 from accelmri.data.datasets import SliceDataset
+from accelmri.data.errors import DataError
 from accelmri.data.sample import collate
 from accelmri.engine.build import build_dataset, build_model, check_compatible, prepare_data, volume_slices
-from accelmri.engine.checkpoint import load_checkpoint
+from accelmri.engine.checkpoint import load_checkpoint, load_weights
 from accelmri.engine.config import ConfigError, ExperimentConfig, load_config, parse_config
+from accelmri.engine.export import is_export, load_export
+from accelmri.engine.progress import progress_display
 from accelmri.io import atomic_output
 from accelmri.lpips import LPIPS, LPIPS_MIN_SIZE, lpips_volume
 from accelmri.metrics import aggregate, evaluate_volume, paired_ttest
@@ -50,6 +54,7 @@ __all__ = [
     "EvaluationResult",
     "LPIPSVolumeScore",
     "MethodResult",
+    "NonFiniteOutputError",
     "Precision",
     "VolumeScore",
     "autocast",
@@ -69,6 +74,10 @@ LPIPS_METRIC = "lpips"
 
 #: Files :func:`evaluate` writes into its output folder.
 OUTPUT_FILES = ("metrics.csv", "metrics.json", "metrics.md")
+
+
+class NonFiniteOutputError(ValueError):
+    """A model's output is NaN or infinite on a volume (a diverged model, or an overflow in reduced precision)."""
 
 
 @dataclass(frozen=True)
@@ -171,6 +180,7 @@ def score_volumes(
     device: torch.device | str = "cpu",
     precision: str = "32-true",
     lpips: LPIPS | None = None,
+    advance: Callable[[int], None] | None = None,
 ) -> list[VolumeScore]:
     """Restore and score whole volumes; batches hold slices of one volume only.
 
@@ -185,9 +195,13 @@ def score_volumes(
         precision: Fabric precision name (autocast for the forward pass).
         lpips: also score LPIPS (:func:`~accelmri.lpips.lpips_volume`, ``batch_size`` slices per pass, on the LPIPS
             module's device, float32, no autocast); ``None`` (the trainer's validation) skips it.
+        advance: called with the batch size after each batch (progress display).
 
     Returns:
         One :class:`VolumeScore` per volume, in the given order (:class:`LPIPSVolumeScore` with ``lpips``).
+
+    Raises:
+        NonFiniteOutputError: the model's output is NaN or infinite on a volume (naming it and the slices).
     """
     device = torch.device(device)
     chunks = [(v, items[i : i + batch_size]) for v, items in volumes for i in range(0, len(items), batch_size)]
@@ -204,13 +218,21 @@ def score_volumes(
             predictions, targets = outputs.setdefault(volume, ([], []))
             predictions.append(batch.denormalize(image.float())[:, 0].cpu())
             targets.append(batch.denormalize(batch.target)[:, 0].cpu())
+            if advance is not None:
+                advance(len(image))
     finally:
         model.train(was_training)
     scores = []
     for volume, items in volumes:
         prediction, target = torch.cat(outputs[volume][0]), torch.cat(outputs[volume][1])
-        metrics = evaluate_volume(target, prediction)
         source = dataset.targets[volume]
+        bad = (~torch.isfinite(prediction)).flatten(1).any(dim=1).nonzero().flatten().tolist()
+        if bad:
+            slices = [dataset.slices[items[i]][1] for i in bad]
+            raise NonFiniteOutputError(f"the model's output is NaN or infinite on {source.path} (slices "
+                                       f"{', '.join(map(str, slices[:5]))}{', ...' if len(slices) > 5 else ''}) "
+                                       f"with precision {precision}")
+        metrics = evaluate_volume(target, prediction)
         fields = (str(source.path), source.subject, source.contrast, len(items))
         if lpips is None:
             scores.append(VolumeScore(*fields, **metrics))
@@ -233,17 +255,20 @@ def load_method(path: Path, data_overrides: Sequence[str], device: torch.device)
     """The config and the ready model (``eval()`` mode, on ``device``) of a checkpoint or a YAML config.
 
     Args:
-        path: an accelmri checkpoint (``.pt``/``.ckpt``, read with ``weights_only=True``) or the YAML config of a
-            model without trainable parameters (``bicubic``, ``sinc``, ``zero_filled``, ``cg_sense``, ...).
+        path: an accelmri checkpoint (``.pt``/``.ckpt``, read with ``weights_only=True``), an export folder
+            (:mod:`accelmri.engine.export`: safetensors + JSON) or the YAML config of a model without trainable
+            parameters (``bicubic``, ``sinc``, ``zero_filled``, ``cg_sense``, ...).
         data_overrides: ``KEY=VALUE`` overrides of the ``data`` section (``data.`` prefix optional).
         device: where the model goes.
 
     Raises:
         ConfigError: a bad config or override, or a config of a model with trainable parameters.
-        DataError: an unreadable checkpoint.
+        DataError: an unreadable checkpoint, one without a config, or weights that do not fit its model.
     """
     overrides = [item if item.startswith("data.") else f"data.{item}" for item in data_overrides]
-    if path.suffix.lower() in (".yaml", ".yml"):
+    if is_export(path):
+        config, model = load_export(path, overrides)
+    elif path.suffix.lower() in (".yaml", ".yml"):
         config = load_config(path, overrides)
         model = build_model(config.model, config.data.acquisition.scale, config.source)
         if any(p.requires_grad for p in model.parameters()):
@@ -251,9 +276,11 @@ def load_method(path: Path, data_overrides: Sequence[str], device: torch.device)
                               "checkpoint, not a config")
     else:
         checkpoint = load_checkpoint(path)
+        if not isinstance(checkpoint.get("config"), dict):
+            raise DataError(path, "holds no training config ('config'): not a checkpoint written by accelmri train")
         config = parse_config(checkpoint["config"], source=f"{path} (stored config)", overrides=overrides)
         model = build_model(config.model, config.data.acquisition.scale, config.source)
-        model.load_state_dict(checkpoint["model"])
+        load_weights(model, checkpoint.get("model"), path, config.model.name)
     return config, model.to(device).eval()
 
 
@@ -323,6 +350,43 @@ def _markdown(split: str, methods: Sequence[MethodResult], ttests: Sequence[dict
     return "\n".join(lines) + "\n"
 
 
+def _evaluate_one(
+    source: Path,
+    split: str,
+    data_overrides: Sequence[str],
+    target_device: torch.device,
+    lpips: LPIPS | None,
+    precision: Precision | None,
+    channels_last: bool,
+    taken: set[str],
+    display: Progress,
+) -> MethodResult:
+    """Score one checkpoint or config on ``split`` (see :func:`evaluate`); ``taken``: method names in use."""
+    config, model = load_method(source, data_overrides, target_device)
+    set_channels_last(model, channels_last)
+    prepare_data(config.data, config.source)
+    dataset = build_dataset(config.data, split, config.source)
+    if len(dataset) == 0:
+        raise ConfigError(config.source, "data.split", f"the {split} split is empty")
+    check_compatible(model, config.model.name, dataset, config.source)
+    if lpips is not None and min(size := tuple(dataset[0].target.shape[-2:])) < LPIPS_MIN_SIZE:
+        raise ConfigError(config.source, "data", f"LPIPS (AlexNet) needs images of at least {LPIPS_MIN_SIZE}×"
+                          f"{LPIPS_MIN_SIZE} pixels, the {split} split's are {size[0]}×{size[1]}")
+    task = display.add_task(f"evaluating {source.name}", total=len(dataset))
+    try:
+        scores = score_volumes(model, dataset, volume_slices(dataset),
+                               batch_size=config.data.val_batch_size or config.data.batch_size,
+                               num_workers=config.data.num_workers, device=target_device,
+                               precision=precision or config.trainer.precision, lpips=lpips,
+                               advance=lambda n: display.advance(task, n))
+    except NonFiniteOutputError as err:
+        raise DataError(source, f"{err}: the model diverged in training or overflows at this precision (try "
+                        "--precision 32-true); nothing written") from err
+    summary = aggregate([s.metrics() for s in scores])
+    name = _method_name(source, source.suffix.lower() not in (".yaml", ".yml"), taken)
+    return MethodResult(name, str(source), config.model.name, scores, summary)
+
+
 def evaluate(
     sources: Sequence[str | Path],
     out_dir: str | Path,
@@ -334,6 +398,7 @@ def evaluate(
     lpips: LPIPS | None = None,
     precision: Precision | None = None,
     channels_last: bool = False,
+    progress: bool = False,
 ) -> EvaluationResult:
     """Score checkpoints (and parameter-free models given by a YAML config) on one split and write the tables.
 
@@ -352,12 +417,13 @@ def evaluate(
         precision: autocast of the forward pass (``32-true``, ``bf16-mixed``, ``16-mixed``); ``None`` = each
             source's ``trainer.precision``. Fast-path accuracy: ``docs/performance.md``.
         channels_last: run the convolutions in NHWC (:func:`accelmri.models.base.set_channels_last`).
+        progress: show a progress bar (slices scored per method, elapsed, ETA) on stderr.
 
     Raises:
         FileExistsError: an output file exists and ``overwrite`` is false (checked before any work).
         ConfigError: bad overrides, an empty split, a trainable model given by a config, an incompatible model, or
             (with ``lpips``) images smaller than 31×31 (:data:`accelmri.lpips.LPIPS_MIN_SIZE`), before any scoring.
-        DataError: unreadable checkpoint or data files.
+        DataError: unreadable checkpoint or data files, or a model whose output is NaN or infinite.
     """
     if not sources:
         raise ValueError("evaluate needs at least one checkpoint or config")
@@ -373,24 +439,11 @@ def evaluate(
     metrics = METRICS if lpips is None else (*METRICS, LPIPS_METRIC)
     methods: list[MethodResult] = []
     taken: set[str] = set()
-    for source in map(Path, sources):
-        config, model = load_method(source, data_overrides, target_device)
-        set_channels_last(model, channels_last)
-        prepare_data(config.data, config.source)
-        dataset = build_dataset(config.data, split, config.source)
-        if len(dataset) == 0:
-            raise ConfigError(config.source, "data.split", f"the {split} split is empty")
-        check_compatible(model, config.model.name, dataset, config.source)
-        if lpips is not None and min(size := tuple(dataset[0].target.shape[-2:])) < LPIPS_MIN_SIZE:
-            raise ConfigError(config.source, "data", f"LPIPS (AlexNet) needs images of at least {LPIPS_MIN_SIZE}×"
-                              f"{LPIPS_MIN_SIZE} pixels, the {split} split's are {size[0]}×{size[1]}")
-        scores = score_volumes(model, dataset, volume_slices(dataset),
-                               batch_size=config.data.val_batch_size or config.data.batch_size,
-                               num_workers=config.data.num_workers, device=target_device,
-                               precision=precision or config.trainer.precision, lpips=lpips)
-        summary = aggregate([s.metrics() for s in scores])
-        name = _method_name(source, source.suffix.lower() not in (".yaml", ".yml"), taken)
-        methods.append(MethodResult(name, str(source), config.model.name, scores, summary))
+    display = progress_display(progress)
+    with display:
+        for source in map(Path, sources):
+            methods.append(_evaluate_one(source, split, data_overrides, target_device, lpips, precision,
+                                         channels_last, taken, display))
     ttests = _ttests(methods, metrics)
     payload = {
         "split": split,

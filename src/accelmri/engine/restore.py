@@ -61,13 +61,16 @@ checkpoint's weights; the checkpoint file is only read.
 
 Safety: inputs, references and the checkpoint are never overwritten (an output that resolves to one of them, or
 lies inside an input DICOM folder, is refused); existing outputs are refused without ``overwrite``; all paths are
-checked before any volume is read, and each output appears atomically once its volume is restored.
+checked before any volume is read; then every input and reference is read and checked (sizes, a reference that
+leaves a slice mostly uncovered (:data:`MIN_SLICE_COVERAGE`), the model's fields) before the first output is
+written, and each output appears atomically once its volume is restored.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -89,6 +92,8 @@ from accelmri.engine.checkpoint import load_checkpoint
 from accelmri.engine.config import DataConfig, ExperimentConfig
 from accelmri.engine.contrast import normalize_contrast, volume_contrast
 from accelmri.engine.evaluate import Precision, autocast, load_method
+from accelmri.engine.export import is_export, read_export_metadata
+from accelmri.engine.progress import progress_display
 from accelmri.io import atomic_output
 from accelmri.models import check_batch
 from accelmri.models.base import set_channels_last
@@ -101,6 +106,10 @@ __all__ = ["INPUT_KINDS", "ContrastMismatchWarning", "restore", "restored_affine
 
 #: What ``restore`` reads, for messages: every other path is refused with a :class:`DataError`.
 INPUT_KINDS = "a NIfTI file (.nii/.nii.gz), a DICOM series folder, a fastMRI or ISMRMRD .h5 file or a twix .dat file"
+
+#: Least fraction of a target slice a resampled reference must cover; a reference that leaves any slice below it
+#: (e.g. a slab covering half the target's slices) is refused, naming both files.
+MIN_SLICE_COVERAGE = 0.5
 
 _NIFTI_SUFFIXES = (".nii.gz", ".nii")
 _CONFIG_SUFFIXES = (".yaml", ".yml")
@@ -169,6 +178,9 @@ def _output_paths(inputs: Sequence[Path], out: Path) -> list[Path]:
             kind = "a NIfTI (.nii/.nii.gz)" if wants_nifti else "an HDF5 (.h5)"
             raise ValueError(f"{out}: {inputs[0]} is restored to {kind} file")
         return [out]
+    if out.exists() and not out.is_dir():
+        raise DataError(out, "exists and is not a folder: --out takes an output folder, or for one input a new "
+                        ".nii/.nii.gz/.h5 file name")
     outputs = [out / f"{_stem(path)}_restored{suffix}" for path, suffix in zip(inputs, suffixes, strict=True)]
     seen: dict[Path, Path] = {}
     for path, output in zip(inputs, outputs, strict=True):
@@ -196,14 +208,6 @@ def _check_outputs(outputs: Sequence[Path], protected: Sequence[Path], overwrite
 # ----------------------------------------------------------------------------------------------------- samples
 
 
-def _statistics(image: torch.Tensor, normalization: str) -> tuple[float, float]:
-    """``(mean, std)`` of the normalisation, exactly as :class:`SliceDataset` computes them."""
-    eps = torch.finfo(torch.float32).tiny
-    if normalization == "scale":
-        return 0.0, max(float(image.mean()), eps)
-    return float(image.mean()), max(float(image.std()), eps)
-
-
 def _magnitude(kspace: torch.Tensor) -> torch.Tensor:
     """Coil-combined magnitude ``(H, W)`` of k-space ``(C, H, W)``: the coil's magnitude, or root-sum-of-squares."""
     images = ifft2c(kspace)
@@ -213,44 +217,30 @@ def _magnitude(kspace: torch.Tensor) -> torch.Tensor:
 def _acquired_sample(
     source: SliceSource, data: DataConfig, reference: SliceSource | None, hr_shape: tuple[int, int], index: int
 ) -> Sample:
-    """The batch contract for one acquired slice: the data as measured, no ground truth (``target`` is zeros)."""
+    """The batch contract for one acquired slice (:meth:`Sample.from_tensors`): the data as measured, no ground
+    truth (``target`` is zeros); an image's k-space counts as fully measured, a k-space file's non-zero samples."""
     kspace = source.kspace(index)
     if not torch.isfinite(torch.view_as_real(kspace)).all():
         raise DataError(source.path, f"slice {index} contains NaN or Inf")
-    if isinstance(source.volume, ImageVolume):
-        mask = torch.ones(kspace.shape[-2:], dtype=torch.float32)
-    else:
-        mask = (kspace.abs().sum(dim=0) > 0).to(torch.float32)
-        if not mask.any():
-            raise DataError(source.path, f"slice {index}: the k-space is zero everywhere (nothing was measured)")
-    lr_input = _magnitude(kspace)
-    mean, std = _statistics(lr_input, data.normalization)
-    normalized = ((lr_input - mean) / std).to(torch.float32)[None]
+    mask = torch.ones(kspace.shape[-2:]) if isinstance(source.volume, ImageVolume) else None
+    if mask is None and not kspace.abs().sum(dim=0).gt(0).any():
+        raise DataError(source.path, f"slice {index}: the k-space is zero everywhere (nothing was measured)")
     maps = None
     if data.sens_maps == "espirit" and kspace.shape[0] > 1:  # the calibration of SliceDataset
         acquisition = data.acquisition
         maps = calibrated_espirit_maps(kspace, acquisition.center_fraction, acquisition.mask_kind)
     guide = None
     if reference is not None:
-        ref_image = _magnitude(reference.kspace(index))
-        if tuple(ref_image.shape) != hr_shape:
-            raise DataError(reference.path, f"reference slice {tuple(ref_image.shape)} is not on the restored grid "
+        guide = _magnitude(reference.kspace(index))
+        if tuple(guide.shape) != hr_shape:
+            raise DataError(reference.path, f"reference slice {tuple(guide.shape)} is not on the restored grid "
                             f"{hr_shape} of {source.path.name}")
-        ref_mean, ref_std = _statistics(ref_image, data.normalization)
-        guide = ((ref_image - ref_mean) / ref_std).to(torch.float32)[None]
-    return Sample(
-        target=torch.zeros((1, *hr_shape), dtype=torch.float32),
-        lr_input=normalized,
-        lr_target=normalized,
-        kspace=(kspace / std).to(torch.complex64),
-        mask=mask[None],
-        norm_mean=torch.tensor(mean, dtype=torch.float32),
-        norm_std=torch.tensor(std, dtype=torch.float32),
-        reference=guide,
-        sens_maps=maps,
-        meta={"file": str(source.path), "slice": index, "subject": source.subject, "contrast": source.contrast,
-              "acceleration": realised_acceleration(mask), "scale": data.acquisition.scale},
-    )
+    sample = Sample.from_tensors(kspace, mask, scale=data.acquisition.scale, sens_maps=maps, reference=guide,
+                                 normalization=data.normalization,
+                                 meta={"file": str(source.path), "slice": index, "subject": source.subject,
+                                       "contrast": source.contrast, "scale": data.acquisition.scale})
+    sample.meta["acceleration"] = realised_acceleration(sample.mask[0])
+    return sample
 
 
 def _slice_shape(source: SliceSource) -> tuple[int, int]:
@@ -263,11 +253,30 @@ def _slice_shape(source: SliceSource) -> tuple[int, int]:
     return int(volume.kspace.shape[2]), int(volume.kspace.shape[3])
 
 
+def _ranges(indices: np.ndarray) -> str:
+    """``0-3, 7`` for the sorted indices ``[0, 1, 2, 3, 7]``."""
+    runs: list[list[int]] = []
+    for index in map(int, indices):
+        if runs and index == runs[-1][-1] + 1:
+            runs[-1].append(index)
+        else:
+            runs.append([index])
+    return ", ".join(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]) for run in runs)
+
+
 def _open_reference(path: Path, grid: ImageVolume | None, num_slices: int, subject: str) -> SliceSource:
     """The reference as a :class:`SliceSource` on the target grid (resampled when both sides have geometry)."""
     reference = open_source(path, subject)
     if grid is not None and isinstance(reference.volume, ImageVolume):
-        return SliceSource(align_reference(grid, reference.volume), subject=subject, contrast=reference.contrast)
+        aligned = align_reference(grid, reference.volume)
+        coverage = np.asarray(aligned.attrs.get("slice_coverage", np.ones(num_slices)))
+        outside = np.flatnonzero(coverage < MIN_SLICE_COVERAGE)
+        if outside.size:
+            raise DataError(path, f"covers only {num_slices - outside.size} of the {num_slices} slices of the input "
+                            f"{grid.path} (slices {_ranges(outside)} lie mostly outside it and would be restored "
+                            "with an empty reference); give a reference covering the input's slab, or crop the "
+                            "input to the reference's")
+        return SliceSource(aligned, subject=subject, contrast=reference.contrast)
     if reference.num_slices < num_slices:
         raise DataError(path, f"reference has {reference.num_slices} slices, the input {num_slices}: slices pair by "
                         "index without geometry, so it needs at least as many")
@@ -287,23 +296,28 @@ class _Contrasts:
     from each file)."""
 
     trained: tuple[str, ...] | None = None
-    trained_reference: str | None = None
+    trained_reference: tuple[str, ...] | None = None
     given: str | None = None
     given_reference: str | None = None
 
 
-def _trained_contrasts(path: Path) -> tuple[tuple[str, ...] | None, str | None]:
-    """``(target_contrasts, reference_contrast)`` recorded in a checkpoint; ``(None, None)`` for a YAML config or
-    a checkpoint written before the record."""
+def _trained_contrasts(path: Path) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
+    """``(target_contrasts, reference_contrasts)`` recorded in a checkpoint; ``(None, None)`` for a YAML config or
+    a checkpoint written before the record (one reference contrast, or several when it was randomised)."""
     if path.suffix.lower() in _CONFIG_SUFFIXES:
         return None, None
-    try:
-        payload = load_checkpoint(path, mmap=True)  # the metadata only: the weights are not read
-    except DataError:  # a file torch cannot memory-map (legacy serialisation): read it whole
-        payload = load_checkpoint(path)
-    targets, reference = payload.get("target_contrasts"), payload.get("reference_contrast")
+    if is_export(path):
+        payload = read_export_metadata(path)
+    else:
+        try:
+            payload = load_checkpoint(path, mmap=True)  # the metadata only: the weights are not read
+        except DataError:  # a file torch cannot memory-map (legacy serialisation): read it whole
+            payload = load_checkpoint(path)
+    targets, reference = payload.get("target_contrasts"), payload.get("reference_contrasts")
+    if reference is None and isinstance(payload.get("reference_contrast"), str):  # written before the list
+        reference = [payload["reference_contrast"]]
     targets = tuple(str(c) for c in targets) if isinstance(targets, (list, tuple)) and targets else None
-    return targets, reference if isinstance(reference, str) else None
+    return targets, tuple(str(c) for c in reference) if isinstance(reference, (list, tuple)) and reference else None
 
 
 def _named(name: str | None) -> str | None:
@@ -323,9 +337,10 @@ def _check_contrasts(expect: _Contrasts, source: SliceSource, guide: SliceSource
                             "checkpoint was trained with; the output may take on the trained contrast")
     if expect.trained_reference is not None and guide is not None:
         given = expect.given_reference or volume_contrast(guide.path, guide.contrast, guide.volume.attrs)
-        if given is not None and given != expect.trained_reference:
-            problems.append(f"{guide.path}: reference contrast {given} differs from the {expect.trained_reference} "
-                            "this checkpoint was trained with; guidance may transfer contrast")
+        if given is not None and given not in expect.trained_reference:
+            problems.append(f"{guide.path}: reference contrast {given} differs from the "
+                            f"{'/'.join(expect.trained_reference)} this checkpoint was trained with; guidance may "
+                            "transfer contrast")
     if problems:
         warnings.warn("; ".join(problems), ContrastMismatchWarning, stacklevel=4)
 
@@ -352,8 +367,10 @@ def _predict(
     device: torch.device,
     precision: str,
     source: Path,
+    advance: Callable[[int], None],
 ) -> np.ndarray:
-    """Restore ``count`` slices in batches; returns ``(count, H, W)`` float32 in the input's units."""
+    """Restore ``count`` slices in batches; returns ``(count, H, W)`` float32 in the input's units. ``advance(n)``
+    is called after each batch of ``n`` slices."""
     outputs = []
     for start in range(0, count, batch_size):
         batch = collate([make_sample(index) for index in range(start, min(start + batch_size, count))])
@@ -363,6 +380,7 @@ def _predict(
         with autocast(precision, device):
             image = model(batch).image
         outputs.append(batch.denormalize(image.float())[:, 0].cpu())
+        advance(len(image))
     return torch.cat(outputs).numpy().astype(np.float32, copy=False)
 
 
@@ -383,20 +401,31 @@ def _as_paths(reference: str | Path | Sequence[str | Path] | None, count: int) -
     return references
 
 
-def _restore_volume(
-    model: nn.Module,
-    config: ExperimentConfig,
-    source: SliceSource,
-    reference: Path | None,
-    degrade: bool,
-    device: torch.device,
-    precision: str,
-    expect: _Contrasts,
-    adapt_steps: int,
-    adapt_lr: float | None,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """The restored volume ``(S, H, W)`` in the input's units, and its NIfTI affine (``None`` for k-space inputs);
-    with ``adapt_steps``, by a copy of ``model`` adapted to this volume."""
+@dataclass(frozen=True)
+class _Plan:
+    """How one input is restored: its samples (built on demand), its reference, the output grid."""
+
+    source: SliceSource
+    guide: SliceSource | None
+    make_sample: Callable[[int], Sample]
+    expected: tuple[int, int]
+    affine: np.ndarray | None
+
+
+@contextmanager
+def _opened(path: Path) -> Iterator[SliceSource]:
+    """:func:`open_source`, with a lazily read fastMRI file closed again afterwards."""
+    source = open_source(path)
+    try:
+        yield source
+    finally:
+        if isinstance(source.volume, FastMRIFile):
+            source.volume.close()
+
+
+def _plan(config: ExperimentConfig, source: SliceSource, reference: Path | None, degrade: bool) -> _Plan:
+    """Check an input against the checkpoint (sizes; the reference: readable, covering, on the grid) and describe
+    how it is restored; nothing heavy runs until a sample is made."""
     data = config.data
     scale = data.acquisition.scale
     height, width = _slice_shape(source)
@@ -423,7 +452,23 @@ def _restore_volume(
             grid = ImageVolume(zeros, affine, path=volume.path, contrast=volume.contrast)
         guide = None if reference is None else _open_reference(reference, grid, count, source.subject)
         make_sample = partial(_acquired_sample, source, data, guide, expected)
-    _check_contrasts(expect, source, guide)
+    return _Plan(source, guide, make_sample, expected, affine)
+
+
+def _restore_volume(
+    model: nn.Module,
+    config: ExperimentConfig,
+    plan: _Plan,
+    device: torch.device,
+    precision: str,
+    adapt_steps: int,
+    adapt_lr: float | None,
+    advance: Callable[[int], None] = lambda _: None,
+) -> np.ndarray:
+    """The restored volume ``(S, H, W)`` in the input's units; with ``adapt_steps``, by a copy of ``model``
+    adapted to this volume. ``advance(n)`` is called as each batch of ``n`` slices is done."""
+    data, source, guide, make_sample, expected = config.data, plan.source, plan.guide, plan.make_sample, plan.expected
+    scale, count = data.acquisition.scale, source.num_slices
     if adapt_steps:
         samples = [make_sample(index) for index in range(count)]
         _check_fields(model, config.model.name, collate(samples[:1]), source.path)
@@ -431,13 +476,13 @@ def _restore_volume(
                               path=source.path).model
         make_sample = samples.__getitem__
     image = _predict(model, config.model.name, make_sample, count, data.val_batch_size or data.batch_size, device,
-                     precision, source.path)
+                     precision, source.path, advance)
     if tuple(image.shape[1:]) != expected:
         raise RuntimeError(f"{config.model.name} returned {tuple(image.shape[1:])} images for {source.path}, "
                            f"expected {expected} (scale {scale})")
     if not np.isfinite(image).all():
         raise RuntimeError(f"{config.model.name} returned NaN or Inf for {source.path}; nothing written")
-    return image, affine
+    return image
 
 
 def restore(
@@ -455,6 +500,7 @@ def restore(
     reference_contrast: str | None = None,
     adapt_steps: int = 0,
     adapt_lr: float | None = None,
+    progress: bool = False,
 ) -> list[Path]:
     """Restore files with a trained checkpoint (see the module docstring for modes, geometry and outputs).
 
@@ -481,6 +527,7 @@ def restore(
             :mod:`accelmri.engine.adapt`). Each volume is restored by its own adapted copy of the model; the
             seconds spent are logged (``logging.info`` on ``accelmri.engine.adapt``).
         adapt_lr: the adaptation's Adam learning rate; ``None`` = 0.1 × the checkpoint's ``optimizer.lr``.
+        progress: show a progress bar (slices restored, elapsed, ETA) on stderr.
 
     Returns:
         The written files, one per input, in input order.
@@ -492,7 +539,8 @@ def restore(
     Raises:
         DataError: a missing, unsupported or unreadable input or reference (naming it), an output that is an
             input, a scale that does not divide an input's size (degraded mode), a reference that does not cover
-            the target or is not on its grid, a model needing a field the inputs cannot give, or a bad checkpoint;
+            the target (or leaves one of its slices mostly uncovered) or is not on its grid, a model needing a
+            field the inputs cannot give, or a bad checkpoint;
             with ``adapt_steps > 0``, a task other than ``super_resolution`` or a model without trainable
             parameters (naming the checkpoint, before any input is read).
         FileExistsError: an output exists and ``overwrite`` is false (checked before any work).
@@ -518,26 +566,36 @@ def restore(
     expect = _Contrasts(trained, trained_reference, _named(contrast), _named(reference_contrast))
     set_channels_last(model, channels_last)
     precision = precision or config.trainer.precision
+
+    # Every input and reference is read and checked (sizes, reference coverage, the model's fields: its first
+    # sample is built) before any output is written, so a bad second input leaves no first output behind.
+    slices = []
+    for path, ref_path in zip(sources, references, strict=True):
+        with _opened(path) as source:
+            plan = _plan(config, source, ref_path, degrade)
+            _check_contrasts(expect, source, plan.guide)
+            _check_fields(model, config.model.name, collate([plan.make_sample(0)]), path)
+            slices.append(source.num_slices)
     for output in outputs:
         output.parent.mkdir(parents=True, exist_ok=True)
 
     written = []
-    for path, ref_path, output in zip(sources, references, outputs, strict=True):
-        source = open_source(path)
-        try:
-            image, affine = _restore_volume(model, config, source, ref_path, degrade, target_device, precision,
-                                            expect, adapt_steps, adapt_lr)
-        finally:
-            if isinstance(source.volume, FastMRIFile):
-                source.volume.close()
-        if affine is not None:
-            write_nifti(output, image, affine, overwrite=overwrite)
-        else:
-            attrs: dict[str, object] = {key: source.volume.attrs[key] for key in ("acquisition", "patient_id")
-                                        if isinstance(source.volume.attrs.get(key), (str, int, float))}
-            attrs.update(accelmri_checkpoint=str(checkpoint), accelmri_model=config.model.name,
-                         accelmri_scale=config.data.acquisition.scale,
-                         accelmri_mode="degraded" if degrade else "acquired", accelmri_adapt_steps=adapt_steps)
-            _write_hdf5(output, image, attrs, overwrite)
-        written.append(output)
+    with progress_display(progress) as display:
+        task = display.add_task("restoring", total=sum(slices))
+        for path, ref_path, output in zip(sources, references, outputs, strict=True):
+            display.update(task, description=f"restoring {path.name}")
+            with _opened(path) as source:
+                plan = _plan(config, source, ref_path, degrade)
+                image = _restore_volume(model, config, plan, target_device, precision, adapt_steps, adapt_lr,
+                                        lambda n: display.advance(task, n))
+            if plan.affine is not None:
+                write_nifti(output, image, plan.affine, overwrite=overwrite)
+            else:
+                attrs: dict[str, object] = {key: source.volume.attrs[key] for key in ("acquisition", "patient_id")
+                                            if isinstance(source.volume.attrs.get(key), (str, int, float))}
+                attrs.update(accelmri_checkpoint=str(checkpoint), accelmri_model=config.model.name,
+                             accelmri_scale=config.data.acquisition.scale,
+                             accelmri_mode="degraded" if degrade else "acquired", accelmri_adapt_steps=adapt_steps)
+                _write_hdf5(output, image, attrs, overwrite)
+            written.append(output)
     return written

@@ -20,17 +20,33 @@ so the numbers equal a single-process evaluation of the same weights. Every vali
 :class:`TrainingDivergedError` before anything is saved, so ``last.pt`` stays the last good state.
 
 Run folder (``trainer.out_dir``): ``config.yaml`` (resolved config), ``last.pt``, ``best.pt``,
-``metrics.jsonl`` (one JSON record per logged step and per validation) and ``tensorboard/``.
+``metrics.jsonl`` (one JSON record per logged step and per validation) and ``tensorboard/``. A run that stops
+before its first checkpoint (an error, divergence, Ctrl-C) removes what it wrote, so the same command can be run
+again; a folder left by a run killed before its first checkpoint (only ``config.yaml``, ``metrics.jsonl`` and
+``tensorboard/``, no ``last.pt``) is started afresh too.
+
+Resuming (``resume=True``, or ``"auto"``: resume when ``last.pt`` exists, start afresh otherwise) keeps the run's
+settings: a config that differs from the stored one in anything but :data:`RESUME_CHANGEABLE` (how long to
+train, how often to validate and log, devices, data location and loading) is refused, never silently ignored.
+
+Preemption (SLURM ``--signal``, time limits, ``scancel``): on SIGTERM or SIGUSR1 the step in progress finishes,
+``last.pt`` is saved at that step (without validating) and :func:`train` returns with ``stopped_by`` set to the
+signal's name; ``resume`` continues exactly where the uninterrupted run would have been (the CLI exits with
+:data:`EXIT_PREEMPTED`, so one batch script with ``--resume auto`` serves the first start and every requeue).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import shutil
+import signal
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -44,24 +60,59 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from accelmri.data.datasets import SliceDataset
+from accelmri.data.errors import DataError
 from accelmri.data.sample import Sample, collate
 from accelmri.engine.build import build_dataset, build_model, check_compatible, prepare_data, volume_slices
 from accelmri.engine.checkpoint import (
     load_checkpoint,
     load_scheduler_state,
+    load_weights,
     rng_state,
     save_checkpoint,
     scheduler_state,
     set_rng_state,
 )
-from accelmri.engine.config import MONITOR_MODES, ConfigError, ExperimentConfig, OptimizerConfig, SchedulerConfig
-from accelmri.engine.evaluate import VolumeScore, autocast, score_volumes
+from accelmri.engine.config import (
+    MONITOR_MODES,
+    ConfigError,
+    ExperimentConfig,
+    OptimizerConfig,
+    SchedulerConfig,
+    parse_config,
+)
+from accelmri.engine.evaluate import NonFiniteOutputError, VolumeScore, autocast, score_volumes
 from accelmri.io import atomic_output
 from accelmri.losses import CompositeLoss, build_loss, discriminator_loss
 from accelmri.metrics import aggregate
 from accelmri.models import Prediction
 
-__all__ = ["TrainResult", "TrainingDivergedError", "build_optimizer", "build_training_loss", "train"]
+__all__ = [
+    "EXIT_PREEMPTED",
+    "RESUME_CHANGEABLE",
+    "STOP_SIGNALS",
+    "TrainResult",
+    "TrainingDivergedError",
+    "build_optimizer",
+    "build_training_loss",
+    "train",
+]
+
+#: Config keys a resumed run may change (dotted; a prefix covers its sub-keys); any other difference is refused.
+RESUME_CHANGEABLE = (
+    "name", "description", "trainer.max_steps", "trainer.max_epochs", "trainer.val_every_epochs",
+    "trainer.val_every_steps", "trainer.log_every", "trainer.progress_bar", "trainer.accelerator", "trainer.devices",
+    "trainer.num_nodes", "trainer.strategy", "trainer.out_dir", "data.source.dir", "data.num_workers",
+    "data.val_batch_size",
+)
+
+#: Signals that make training save ``last.pt`` at the current step and stop (SLURM preemption and time limits).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+#: Exit code of ``accelmri train`` stopped by one of :data:`STOP_SIGNALS` after saving (``EX_TEMPFAIL``: retry).
+EXIT_PREEMPTED = 75
+
+#: What a run writes before its first checkpoint (removed again when it stops before one).
+_RUN_FILES = ("config.yaml", "metrics.jsonl", "tensorboard")
 
 T = TypeVar("T")
 console = Console(stderr=True, soft_wrap=True)
@@ -69,6 +120,10 @@ console = Console(stderr=True, soft_wrap=True)
 
 class TrainingDivergedError(RuntimeError):
     """Training produced a non-finite loss, gradient or weight and was stopped (``last.pt`` is the last good state)."""
+
+
+_DIVERGENCE_ADVICE = ("Lower optimizer.lr, set trainer.grad_clip (e.g. 1.0) or use trainer.precision 32-true, then "
+                      "start again (or --resume from the last good checkpoint)")
 
 
 @dataclass(frozen=True)
@@ -83,6 +138,8 @@ class TrainResult:
         epoch: the epoch in progress (completed epochs).
         metrics: the last validation's ``{metric: {"mean", "std"}}``, or ``None``.
         is_global_zero: whether this process is rank 0.
+        stopped_by: the signal (``"SIGTERM"``, ``"SIGUSR1"``) that stopped the run early after saving ``last.pt``,
+            or ``None`` when it ran to the end.
     """
 
     run_dir: Path
@@ -92,17 +149,23 @@ class TrainResult:
     epoch: int
     metrics: dict[str, dict[str, float]] | None
     is_global_zero: bool
+    stopped_by: str | None = None
 
 
-def train(config: ExperimentConfig, resume: bool = False) -> TrainResult:
+def train(config: ExperimentConfig, resume: bool | Literal["auto"] = False) -> TrainResult:
     """Train the experiment ``config``; with ``resume``, continue from ``<out_dir>/last.pt``.
+
+    ``resume="auto"`` continues when ``last.pt`` exists and starts a new run otherwise. SIGTERM and SIGUSR1 stop
+    the run after the current step with ``last.pt`` saved (:attr:`TrainResult.stopped_by`; see the module
+    docstring).
 
     With ``trainer.devices · trainer.num_nodes > 1`` Fabric starts the other processes (``ddp``: re-running the
     current command line; ``ddp_spawn``: spawning), or joins the ones started by ``torchrun``/SLURM.
 
     Raises:
-        ConfigError: the run folder is not empty (without ``resume``) or has no ``last.pt`` (with it), an empty
-            train split, an unknown or incompatible model, bad loss options.
+        ConfigError: the run folder is not empty (without ``resume``) or has no ``last.pt`` (with
+            ``resume=True``), a config that differs from the resumed run's outside :data:`RESUME_CHANGEABLE`, an
+            empty train split, an unknown or incompatible model, bad loss options.
         DataError: unreadable data or checkpoint files.
         TrainingDivergedError: a non-finite loss, gradient norm or weight.
     """
@@ -126,8 +189,13 @@ def train(config: ExperimentConfig, resume: bool = False) -> TrainResult:
     return fabric.launch(_run, config, resume)
 
 
-def _run(fabric: Fabric, config: ExperimentConfig, resume: bool) -> TrainResult:
-    return _Training(fabric, config, resume).fit()
+def _run(fabric: Fabric, config: ExperimentConfig, resume: bool | Literal["auto"]) -> TrainResult:
+    training = _Training(fabric, config, resume)
+    try:
+        return training.fit()
+    except BaseException:
+        training.discard_unsaved()
+        raise
 
 
 # ---------------------------------------------------------------------------------------------- collectives
@@ -292,12 +360,58 @@ def build_training_loss(
         raise ConfigError(config.source, key, str(err.args[0] if err.args else err)) from err
 
 
-def _run_dir_problem(run_dir: Path, resume: bool) -> str | None:
-    if resume:
-        return None if (run_dir / "last.pt").is_file() else f"nothing to resume: {run_dir / 'last.pt'} not found"
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+def _never_saved(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds only what a run writes before its first checkpoint (a killed start).
+
+    Its ``config.yaml`` must be a resolved config exactly as the trainer writes it, so a user's own files are
+    never taken for leftovers.
+    """
+    names = {entry.name for entry in run_dir.iterdir()}
+    if not names or not names <= set(_RUN_FILES) or "config.yaml" not in names:
+        return False
+    try:
+        text = (run_dir / "config.yaml").read_text()
+        raw = yaml.safe_load(text)
+        return isinstance(raw, dict) and text == yaml.safe_dump(parse_config(raw).to_dict(), sort_keys=False)
+    except (OSError, ValueError, yaml.YAMLError):
+        return False
+
+
+def _run_dir_problem(run_dir: Path, resume: bool | Literal["auto"]) -> str | None:
+    if resume == "auto" and (run_dir / "last.pt").is_file():
+        return None
+    if resume is True:
+        if (run_dir / "last.pt").is_file():
+            return None
+        hint = " (use --resume auto to start the run when there is none)"
+        return f"nothing to resume: {run_dir / 'last.pt'} not found{hint}"
+    if run_dir.exists() and not run_dir.is_dir():
+        return f"{run_dir} exists and is not a folder; choose another trainer.out_dir"
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not _never_saved(run_dir):
         return f"{run_dir} exists and is not empty: pass --resume to continue it, or choose another trainer.out_dir"
     return None
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a.b": value}`` for every leaf of nested mappings."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _resume_changes(stored: Mapping[str, Any], given: Mapping[str, Any]) -> list[str]:
+    """The keys outside :data:`RESUME_CHANGEABLE` whose value differs, as ``key: stored → given``."""
+    old, new = _flatten(stored), _flatten(given)
+    changed = []
+    for key in sorted(old.keys() | new.keys()):
+        if any(key == k or key.startswith(f"{k}.") for k in RESUME_CHANGEABLE) or old.get(key) == new.get(key):
+            continue
+        changed.append(f"{key}: {old.get(key)!r} → {new.get(key)!r}")
+    return changed
 
 
 # -------------------------------------------------------------------------------------------------- training
@@ -306,13 +420,18 @@ def _run_dir_problem(run_dir: Path, resume: bool) -> str | None:
 class _Training:
     """Everything one process needs for one run; :meth:`fit` runs it."""
 
-    def __init__(self, fabric: Fabric, config: ExperimentConfig, resume: bool) -> None:
+    def __init__(self, fabric: Fabric, config: ExperimentConfig, resume: bool | Literal["auto"]) -> None:
         self.fabric, self.config, self.source = fabric, config, config.source
         trainer, data = config.trainer, config.data
         self.run_dir = Path(trainer.out_dir)
+        self.wrote_run_files = False  # whether this (new) run wrote config.yaml: undone if it never saves
+        self.created_run_dir = False
+        self.stop_signal: int | None = None
         problem = fabric.broadcast(_run_dir_problem(self.run_dir, resume) if fabric.is_global_zero else None)
         if problem:
             raise ConfigError(self.source, "trainer.out_dir", problem)
+        if resume == "auto":
+            resume = bool(fabric.broadcast((self.run_dir / "last.pt").is_file() if fabric.is_global_zero else None))
 
         fabric.seed_everything(trainer.seed, verbose=False)
         scale = data.acquisition.scale
@@ -369,19 +488,47 @@ class _Training:
         if resume:
             self._restore()
         elif fabric.is_global_zero:
+            self.created_run_dir = not self.run_dir.exists()
+            if not self.created_run_dir:
+                self._remove_run_files()  # the leftovers of a start killed before its first checkpoint
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.wrote_run_files = True
             with atomic_output(self.run_dir / "config.yaml", overwrite=False) as tmp:
                 tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+    def _remove_run_files(self) -> None:
+        for name in _RUN_FILES:
+            path = self.run_dir / name
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+    def discard_unsaved(self) -> None:
+        """Remove what a new run wrote when it stops before its first checkpoint (so it can simply be rerun)."""
+        if not (self.wrote_run_files and self.last_saved_step is None and self.fabric.is_global_zero):
+            return
+        for logger in self.fabric.loggers:
+            logger.finalize("failed")
+        self._remove_run_files()
+        if self.created_run_dir and not any(self.run_dir.iterdir()):
+            self.run_dir.rmdir()
 
     # ----------------------------------------------------------------------------------------- state
 
     def _restore(self) -> None:
         path = self.run_dir / "last.pt"
         checkpoint = load_checkpoint(path)
-        stored, given = checkpoint["config"]["model"], self.config.to_dict()["model"]
-        if stored != given:
-            raise ConfigError(self.source, "model", f"{path} was trained with model {stored}, the config gives {given}")
-        self.model.load_state_dict(checkpoint["model"])
+        if not isinstance(checkpoint.get("config"), dict):
+            raise DataError(path, "holds no training config ('config'): not a checkpoint written by accelmri train")
+        stored = parse_config(checkpoint["config"], source=f"{path} (stored config)").to_dict()
+        changes = _resume_changes(stored, self.config.to_dict())
+        if changes:
+            raise ConfigError(self.source, changes[0].split(":")[0], f"differs from the run being resumed ({path}): "
+                              f"{'; '.join(changes)}. A resumed run keeps its settings (only "
+                              f"{', '.join(RESUME_CHANGEABLE[2:])} may change); to change them start a new run with "
+                              "another trainer.out_dir")
+        load_weights(self.model, checkpoint["model"], path, self.config.model.name)
         self.optimizer.optimizer.load_state_dict(checkpoint["optimizers"]["model"])
         if self.scheduler is not None:
             load_scheduler_state(self.scheduler, checkpoint["schedulers"]["model"])
@@ -425,12 +572,14 @@ class _Training:
             "metrics": self.metrics,
         }
 
-    def _diverged(self, what: str) -> TrainingDivergedError:
+    def _diverged(self, what: str, after_step: bool = False) -> TrainingDivergedError:
+        """The error for a non-finite value in step ``step + 1`` (or, ``after_step``, right after step ``step``)."""
         last = self.run_dir / "last.pt"
         kept = (f"last good checkpoint: {last} (step {self.last_saved_step})" if self.last_saved_step is not None
                 else "no checkpoint was saved before")
-        return TrainingDivergedError(f"training diverged at step {self.step + 1} (epoch {self.epoch}): {what}; "
-                                     f"stopped without saving, {kept}")
+        at = f"after step {self.step}" if after_step else f"at step {self.step + 1}"
+        return TrainingDivergedError(f"training diverged {at} (epoch {self.epoch}): {what}; "
+                                     f"stopped without saving, {kept}. {_DIVERGENCE_ADVICE}")
 
     def _log(self, record: dict[str, Any]) -> None:
         if self.fabric.is_global_zero:
@@ -483,9 +632,19 @@ class _Training:
         """Score the validation volumes (shared out over processes) and log the result."""
         fabric, data = self.fabric, self.config.data
         mine = list(range(fabric.global_rank, len(self.val_volumes), fabric.world_size))
-        scores = score_volumes(self.model, self.val_set, [self.val_volumes[i] for i in mine],
-                               batch_size=data.val_batch_size or data.batch_size, num_workers=data.num_workers,
-                               device=fabric.device, precision=self.config.trainer.precision)
+        scored: list[list[VolumeScore]] = []
+
+        def score() -> None:
+            scored.append(score_volumes(self.model, self.val_set, [self.val_volumes[i] for i in mine],
+                                        batch_size=data.val_batch_size or data.batch_size,
+                                        num_workers=data.num_workers, device=fabric.device,
+                                        precision=self.config.trainer.precision))
+
+        try:
+            _on_some_ranks(fabric, score, run_here=True)
+        except NonFiniteOutputError as err:
+            raise self._diverged(f"validation: {err}", after_step=True) from err
+        scores = scored[0]
         table = torch.zeros(len(self.val_volumes), 3, dtype=torch.float64)
         for index, score in zip(mine, scores, strict=True):
             table[index] = torch.tensor([score.psnr, score.ssim, score.nmse], dtype=torch.float64)
@@ -506,14 +665,15 @@ class _Training:
                           f"PSNR {summary['psnr']['mean']:.2f} dB, SSIM {summary['ssim']['mean']:.4f}, "
                           f"NMSE {summary['nmse']['mean']:.5f}")
 
-    def _checkpoint(self) -> None:
-        """Validate (if not done at this step) and save ``last.pt`` (and ``best.pt`` on improvement)."""
+    def _checkpoint(self, validate: bool = True) -> None:
+        """Validate (if not done at this step, and ``validate``) and save ``last.pt`` (and ``best.pt`` on
+        improvement)."""
         if self.last_saved_step == self.step:
             return
         if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
-            raise self._diverged("the weights are not finite")
+            raise self._diverged("the weights are not finite", after_step=True)
         improved = False
-        if self.val_volumes and self.validated_step != self.step:
+        if validate and self.val_volumes and self.validated_step != self.step:
             self._validate()
         if self.metrics is not None and self.metrics["step"] == self.step:
             value, best = self.metrics["summary"][self.best["metric"]]["mean"], self.best["value"]
@@ -541,9 +701,9 @@ class _Training:
                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                    TextColumn("loss {task.fields[loss]}"))
         progress = Progress(*columns, console=console, disable=not (fabric.is_global_zero and trainer.progress_bar))
-        with progress:
+        with progress, self._stop_signals():
             task = progress.add_task(self.config.name, total=self.total_steps, completed=self.step, loss="–")
-            while self.step < self.total_steps:
+            while self.step < self.total_steps and not self._stop_requested():
                 self.sampler.epoch, self.sampler.skip_batches = self.epoch, self.batch_in_epoch
                 for batch in self.loader:
                     record = self._train_step(batch.to(fabric.device))
@@ -557,7 +717,7 @@ class _Training:
                     progress.update(task, completed=self.step, loss=f"{record['loss']:.4g}")
                     if trainer.val_every_steps and self.step % trainer.val_every_steps == 0:
                         self._checkpoint()
-                    if self.step >= self.total_steps:
+                    if self.step >= self.total_steps or self._stop_requested():
                         break
                 if self.batch_in_epoch >= batches:
                     self.epoch += 1
@@ -566,11 +726,41 @@ class _Training:
                         self._step_schedulers()
                     if trainer.val_every_epochs and self.epoch % trainer.val_every_epochs == 0:
                         self._checkpoint()
-            self._checkpoint()
+            stopped_by = signal.Signals(self.stop_signal).name if self.stop_signal is not None else None
+            self._checkpoint(validate=stopped_by is None)
+        if stopped_by is not None and fabric.is_global_zero:
+            console.print(f"{stopped_by}: stopped at step {self.step} (epoch {self.epoch}) and saved "
+                          f"{self.run_dir / 'last.pt'}; continue with --resume (or --resume auto)")
         best = self.run_dir / "best.pt"
         summary = self.metrics["summary"] if self.metrics is not None else None
         return TrainResult(self.run_dir, self.run_dir / "last.pt", best if best.is_file() else None, self.step,
-                           self.epoch, summary, fabric.is_global_zero)
+                           self.epoch, summary, fabric.is_global_zero, stopped_by)
+
+    @contextlib.contextmanager
+    def _stop_signals(self) -> Iterator[None]:
+        """Record :data:`STOP_SIGNALS` in ``stop_signal`` while training (main thread only; handlers restored)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def record(signum: int, _frame: object) -> None:
+            self.stop_signal = signum
+
+        previous = {signum: signal.signal(signum, record) for signum in STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def _stop_requested(self) -> bool:
+        """Whether any process received a stop signal (collective: every process takes the same decision)."""
+        if self.fabric.world_size > 1:
+            flag = torch.tensor(0 if self.stop_signal is None else int(self.stop_signal), device=self.fabric.device)
+            received = int(self.fabric.all_reduce(flag, reduce_op="max"))
+            if received and self.stop_signal is None:
+                self.stop_signal = received
+        return self.stop_signal is not None
 
     def _step_schedulers(self) -> None:
         for scheduler in (self.scheduler, self.d_scheduler):

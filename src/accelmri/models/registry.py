@@ -1,13 +1,30 @@
-"""Model registry: every model is registered by name and built from a config dict."""
+"""Model registry: every model is registered by name and built from a config dict.
+
+Models from other packages register without editing accelmri, through the package entry-point group
+``accelmri.models`` (:data:`ENTRY_POINT_GROUP`). In the plugin's ``pyproject.toml``::
+
+    [project.entry-points."accelmri.models"]
+    my_sr = "my_package.models:MySR"          # a factory: MySR(**config) -> nn.Module
+
+The entry point's name is the model name (``model.name: my_sr`` in a config); its object is a factory (class or
+function) called with the config's keyword arguments, or a module that registers the name itself with
+:func:`register` when imported. Plugins are imported only when their model is built, and listed by
+:func:`available`. A built-in name cannot be taken over by a plugin.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from importlib.metadata import EntryPoint, entry_points
+from types import ModuleType
 from typing import Any, TypeVar
 
 from torch import nn
 
-__all__ = ["available", "build", "register"]
+__all__ = ["ENTRY_POINT_GROUP", "available", "build", "register"]
+
+#: The package entry-point group of third-party models.
+ENTRY_POINT_GROUP = "accelmri.models"
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 T = TypeVar("T", bound=Callable[..., nn.Module])
@@ -29,17 +46,48 @@ def register(name: str) -> Callable[[T], T]:
     return decorator
 
 
+def _plugins() -> dict[str, EntryPoint]:
+    """The installed packages' ``accelmri.models`` entry points by name."""
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _load_plugin(name: str) -> None:
+    """Register the plugin model ``name`` if an installed package provides it (nothing happens otherwise).
+
+    Raises:
+        ImportError: the plugin's module fails to import.
+        TypeError: its object is neither a factory nor a module that registers ``name``.
+    """
+    plugin = _plugins().get(name)
+    if plugin is None:
+        return
+    try:
+        loaded = plugin.load()
+    except Exception as err:  # any failure inside a third-party module
+        raise ImportError(f"model {name!r} from the entry point {plugin.value!r} ({ENTRY_POINT_GROUP}) failed to "
+                          f"import: {err}") from err
+    if name in _MODELS:  # the module registered itself
+        return
+    if isinstance(loaded, ModuleType) or not callable(loaded):
+        raise TypeError(f"model {name!r} from the entry point {plugin.value!r} ({ENTRY_POINT_GROUP}) is neither a "
+                        "factory nor a module that registers it")
+    _MODELS[name] = loaded
+
+
 def build(name: str, **config: Any) -> nn.Module:
-    """Build the registered model ``name`` with keyword arguments ``config``.
+    """Build the registered model ``name`` with keyword arguments ``config`` (a plugin's on first use).
 
     Raises:
         KeyError: unknown name (the message lists the registered models).
+        ImportError, TypeError: a plugin that cannot be loaded (see :func:`_load_plugin`).
     """
     if name not in _MODELS:
-        raise KeyError(f"unknown model {name!r}; registered: {', '.join(sorted(_MODELS))}")
+        _load_plugin(name)
+    if name not in _MODELS:
+        raise KeyError(f"unknown model {name!r}; registered: {', '.join(available())}")
     return _MODELS[name](**config)
 
 
 def available() -> list[str]:
-    """Names of the registered models, sorted."""
-    return sorted(_MODELS)
+    """Names of the registered models and of the installed plugins' models, sorted."""
+    return sorted(set(_MODELS) | set(_plugins()))

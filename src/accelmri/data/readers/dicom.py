@@ -99,7 +99,9 @@ def read_dicom_series(
     listing = ", ".join(f"{uid} ({len(files)} files)" for uid, files in sorted(series.items()))
     if series_uid is None:
         if len(series) > 1:
-            raise DataError(root, f"{len(series)} series found, choose one with series_uid: {listing}")
+            raise DataError(root, f"{len(series)} series found: {listing}; the command line reads one series per "
+                            "folder: move the series you want into a folder of its own (in Python: "
+                            "read_dicom_series(folder, series_uid=...))")
         series_uid = next(iter(series))
     elif series_uid not in series:
         raise DataError(root, f"series {series_uid} not found; found: {listing}")

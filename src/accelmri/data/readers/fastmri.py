@@ -7,6 +7,8 @@ Layout (Zbontar et al., "fastMRI: An Open Dataset and Benchmarks for Accelerated
   encodes along ``W``, DC near ``(H // 2, W // 2)``.
 - ``reconstruction_rss`` (multi-coil) / ``reconstruction_esc`` (single-coil): float32 ``(S, h, w)`` targets
   (absent from test-set files).
+- ``mask`` (test and challenge files only): float ``(W,)``, the phase-encode lines the k-space was *acquired* with;
+  such files are already undersampled (root attributes ``acceleration``, ``num_low_frequency``) and have no target.
 - ``ismrmrd_header``: scalar string dataset holding the ISMRMRD XML header; ``encoding/encodedSpace/matrixSize``
   and ``encoding/reconSpace/matrixSize`` give the encoded and reconstructed matrix sizes.
 - root attributes: ``acquisition`` (``CORPD_FBK``, ``CORPDFS_FBK``, ``AXT2``, …), ``max`` and ``norm`` of the
@@ -63,8 +65,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _header_sizes(path: Path, xml: str | bytes) -> tuple[Size3, Size3]:
-    """Encoded and recon matrix sizes ``(x, y, z)`` from an ISMRMRD XML header.
+def _header_sizes(path: Path, xml: str | bytes) -> tuple[Size3, Size3, tuple[int, int] | None]:
+    """Encoded and recon matrix sizes ``(x, y, z)`` and the acquired phase-encode columns from an ISMRMRD header.
+
+    The columns are fastMRI's ``(padding_left, padding_right)`` (``fastmri/data/mri_data.py``):
+    ``left = encoded y // 2 − kspace_encoding_step_1 center`` and ``right = left + maximum + 1``; ``None`` when the
+    header has no ``encodingLimits/kspace_encoding_step_1`` with both values.
 
     The namespace is taken from the root element (``{http://www.ismrm.org/ISMRMRD}ismrmrdHeader`` in valid
     headers; un-namespaced headers are accepted too).
@@ -87,7 +93,14 @@ def _header_sizes(path: Path, xml: str | bytes) -> tuple[Size3, Size3]:
             raise DataError(path, f"ismrmrd_header lacks a valid encoding/{space}/matrixSize") from err
         return x, y, z
 
-    return size("encodedSpace"), size("reconSpace")
+    encoded = size("encodedSpace")
+    limits = root.find(f"{ns}encoding/{ns}encodingLimits/{ns}kspace_encoding_step_1")
+    try:
+        center, maximum = int(limits.findtext(f"{ns}center")), int(limits.findtext(f"{ns}maximum"))
+    except (AttributeError, TypeError, ValueError):
+        return encoded, size("reconSpace"), None
+    left = encoded[1] // 2 - center
+    return encoded, size("reconSpace"), (left, left + maximum + 1)
 
 
 class FastMRIFile:
@@ -110,6 +123,10 @@ class FastMRIFile:
             ``patient_id`` where present).
         encoding_size: ``(x, y, z)`` of ``encoding/encodedSpace/matrixSize``, ``None`` without a header.
         recon_size: ``(x, y, z)`` of ``encoding/reconSpace/matrixSize``, ``None`` without a header.
+        acquired_columns: fastMRI's ``(padding_left, padding_right)``: the phase-encode columns
+            ``[left, right)`` that were acquired (``encodingLimits``), ``None`` without them.
+        challenge: whether the file is a fastMRI test/challenge file, already undersampled: it has a ``mask``
+            dataset (its ``acceleration`` and ``num_low_frequency`` attributes are in ``attrs``).
 
     Raises:
         DataError: naming the file, if it is missing, not HDF5 (or truncated/corrupt), has no ``kspace``
@@ -150,13 +167,15 @@ class FastMRIFile:
                 self.target_shape = (int(target.shape[1]), int(target.shape[2]))
 
             self.attrs: dict[str, Any] = {name: _plain(value) for name, value in file.attrs.items()}
+            self.challenge = "mask" in file
             self.encoding_size: Size3 | None = None
             self.recon_size: Size3 | None = None
+            self.acquired_columns: tuple[int, int] | None = None
             if "ismrmrd_header" in file:
                 xml = file["ismrmrd_header"][()]
                 if not isinstance(xml, (str, bytes)):
                     raise DataError(self.path, "'ismrmrd_header' is not a scalar string dataset")
-                self.encoding_size, self.recon_size = _header_sizes(self.path, xml)
+                self.encoding_size, self.recon_size, self.acquired_columns = _header_sizes(self.path, xml)
 
     def __len__(self) -> int:
         return self.num_slices
@@ -331,6 +350,7 @@ def write_fastmri(
     attrs: dict[str, Any] | None = None,
     header_xml: str | None = None,
     overwrite: bool = False,
+    extra: dict[str, npt.ArrayLike] | None = None,
 ) -> Path:
     """Write a fastMRI-layout HDF5 file atomically (temporary file in the same folder, then :func:`os.replace`).
 
@@ -345,6 +365,8 @@ def write_fastmri(
         header_xml: the ``ismrmrd_header`` string; default :func:`make_ismrmrd_header` with encoded size
             ``(H, W, 1)``, recon size ``(h, w, 1)`` (``(H, W, 1)`` without a target) and ``S`` slices.
         overwrite: replace an existing file.
+        extra: further datasets ``{name: array}`` written as given (e.g. ``reconstruction_noise_free``); fastMRI's
+            readers ignore them.
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -381,5 +403,7 @@ def write_fastmri(
         if target is not None:
             file.create_dataset(_MULTICOIL_TARGET if kspace.ndim == 4 else _SINGLECOIL_TARGET, data=target)
         file.create_dataset("ismrmrd_header", data=header_xml)
+        for name, data in (extra or {}).items():
+            file.create_dataset(name, data=np.asarray(data))
         file.attrs.update(file_attrs)
     return path

@@ -1,0 +1,195 @@
+"""fastMRI's reconstruction benchmark, exactly: ``data.protocol: fastmri`` (docs/fastmri.md).
+
+The data path of fastMRI's ``SliceDataset`` + ``UnetDataTransform`` / ``VarNetDataTransform``
+(``facebookresearch/fastMRI`` v0.3.0, ``fastmri/data/mri_data.py`` and ``transforms.py``), per slice of a fastMRI
+HDF5 file with ``kspace`` ``(C, H, W)`` (readout ``H`` oversampled, e.g. 640 × 368):
+
+1. mask: :func:`~accelmri.physics.masks.fastmri_mask` on the ``W`` acquired phase-encode lines, before any crop;
+   validation and test seed it per volume from the file name (:func:`~accelmri.physics.masks.fastmri_volume_seed`,
+   one mask for every slice of a file), training draws a new one per call (seeded from torch's RNG, so seeded runs
+   repeat); columns outside the header's ``encodingLimits`` (``padding_left`` / ``padding_right``, brain files)
+   are unmasked as in ``VarNetDataTransform`` (they hold zeros in the files, so the masked k-space is the same
+   as ``UnetDataTransform``'s);
+2. zero-filled reconstruction ``ifft2c`` of the masked k-space, complex centre crop to the crop size, magnitude,
+   root-sum-of-squares over coils (multi-coil);
+3. crop size: the file target's shape, else the header's ``recon_size`` (320 × 320); ``(W, W)`` when ``W`` is
+   smaller than its width (fastMRI's "FLAIR 203" rule); crops start at ``(N − n) // 2``, fastMRI's
+   ``center_crop``;
+4. target: the file's own ``reconstruction_rss`` (multi-coil) / ``reconstruction_esc`` (single-coil), centre
+   cropped to the crop size; a file without one gets the RSS (magnitude) of its fully sampled k-space, cropped.
+
+Scores are then fastMRI's ``evaluate.py`` (:mod:`accelmri.metrics`, per volume, ``maxval = target.max()``).
+fastMRI's U-Net transform also clamps its normalised images to ±6; this dataset does not (the clamp is a training
+choice of that model, not part of the benchmark).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from accelmri.data.datasets import Normalization, SliceSource, refuse_challenge_file
+from accelmri.data.errors import DataError
+from accelmri.data.readers.fastmri import FastMRIFile
+from accelmri.data.sample import Sample, normalization_statistics
+from accelmri.physics.coils import rss
+from accelmri.physics.fft import ifft2c
+from accelmri.physics.masks import fastmri_mask, fastmri_volume_seed, realised_acceleration
+
+__all__ = ["FastMRIProtocolDataset", "fastmri_center_crop", "fastmri_crop_size"]
+
+
+def fastmri_center_crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """fastMRI's centre crop of the last two dims: rows from ``(H − h) // 2``, columns from ``(W − w) // 2``.
+
+    Raises:
+        ValueError: if ``size`` is not within ``(0, H] × (0, W]``.
+    """
+    height, width = x.shape[-2:]
+    if not (0 < size[0] <= height and 0 < size[1] <= width):
+        raise ValueError(f"crop {size} does not fit the image {(height, width)}")
+    top, left = (height - size[0]) // 2, (width - size[1]) // 2
+    return x[..., top : top + size[0], left : left + size[1]]
+
+
+def fastmri_crop_size(file: FastMRIFile) -> tuple[int, int]:
+    """The crop of fastMRI's transforms for ``file``: its target's shape, else ``recon_size[:2]``, and ``(W, W)``
+    when the k-space width ``W`` is smaller than the crop's width.
+
+    Raises:
+        DataError: the file has neither a target nor an ``ismrmrd_header`` with a recon size.
+    """
+    if file.target_shape is not None:
+        size = file.target_shape
+    elif file.recon_size is not None:
+        size = file.recon_size[:2]
+    else:
+        raise DataError(file.path, "neither a reconstruction_rss/esc target nor an ismrmrd_header recon size: the "
+                        "fastMRI protocol cannot tell the image size to score")
+    width = file.kspace_shape[-1]
+    return (width, width) if width < size[1] else (int(size[0]), int(size[1]))
+
+
+class FastMRIProtocolDataset(Dataset[Sample]):
+    """Slices of fastMRI files through fastMRI's own reconstruction data path (module docstring).
+
+    Per-sample fields (the :class:`~accelmri.data.sample.Sample` contract with one difference: k-space and mask stay
+    on the acquired grid ``(H, W)``, while the images are on the crop grid ``(h, w)``, e.g. 640 × 368 and 320 × 320;
+    k-space models crop their output to ``target``'s size, as fastMRI's VarNet does):
+
+    - ``target`` ``(1, h, w)``: the file's target (step 4), normalised;
+    - ``lr_input`` ``(1, h, w)``: the zero-filled reconstruction (step 2), normalised;
+    - ``lr_target`` ``(1, h, w)``: the same of the fully sampled k-space, normalised;
+    - ``kspace`` ``(C, H, W)`` complex64: the masked k-space divided by ``norm_std``; ``mask`` ``(1, H, W)``;
+    - ``meta``: ``file``, ``slice``, ``subject``, ``contrast``, ``acceleration`` (realised, over ``W``), ``scale``
+      (1), ``num_low_frequencies``, ``crop_size``.
+
+    Args:
+        targets: fastMRI HDF5 volumes (:class:`~accelmri.data.readers.fastmri.FastMRIFile` sources).
+        mask_type: fastMRI's ``mask_type`` (:data:`~accelmri.physics.masks.FASTMRI_MASK_TYPES`).
+        center_fractions: fastMRI's ``center_fractions``.
+        accelerations: fastMRI's ``accelerations`` (one pair is drawn per mask).
+        train: a new mask per call (else one per volume, seeded from the file name).
+        normalization: ``"scale"`` (divide by the mean of ``lr_input``) or ``"meanstd"`` (``(x − mean) / std`` of
+            ``lr_input``, fastMRI's ``normalize_instance`` without its ``eps = 1e-11`` and clamp).
+        slices: optional ``(volume index, slice index)`` list (default: every slice).
+
+    Raises:
+        DataError: a target that is not a fastMRI HDF5 file, a test/challenge file (already undersampled), or a
+            file without a target or recon size.
+        ValueError: from :func:`~accelmri.physics.masks.fastmri_mask` for invalid mask parameters (checked on a
+            368-line mask at construction).
+    """
+
+    def __init__(
+        self,
+        targets: Sequence[SliceSource],
+        mask_type: str,
+        center_fractions: Sequence[float],
+        accelerations: Sequence[float],
+        train: bool = False,
+        normalization: Normalization = "scale",
+        slices: Sequence[tuple[int, int]] | None = None,
+    ) -> None:
+        fastmri_mask(mask_type, center_fractions, accelerations, (1, 368, 2), seed=0)
+        if normalization not in ("scale", "meanstd"):
+            raise ValueError(f"normalization must be 'scale' or 'meanstd', got {normalization!r}")
+        for source in targets:
+            if not isinstance(source.volume, FastMRIFile):
+                raise DataError(source.path, "data.protocol: fastmri needs fastMRI HDF5 files (kspace, "
+                                "ismrmrd_header, reconstruction_rss/esc)")
+            refuse_challenge_file(source)
+            fastmri_crop_size(source.volume)
+        self.targets = list(targets)
+        self.mask_type = mask_type
+        self.center_fractions = tuple(center_fractions)
+        self.accelerations = tuple(accelerations)
+        self.train = train
+        self.normalization = normalization
+        if slices is None:
+            slices = [(v, s) for v, source in enumerate(self.targets) for s in range(source.num_slices)]
+        self.slices = list(slices)
+
+    def __len__(self) -> int:
+        return len(self.slices)
+
+    def mask(self, file: FastMRIFile, seed: int | tuple[int, ...]) -> tuple[torch.Tensor, int]:
+        """The ``(W,)`` float32 column mask of ``file`` for ``seed`` (encoding-limit padding unmasked) and fastMRI's
+        ``num_low_frequencies``."""
+        width = file.kspace_shape[-1]
+        mask, n_low = fastmri_mask(self.mask_type, self.center_fractions, self.accelerations,
+                                   (file.kspace_shape[-2], width, 2), seed=seed)
+        columns = mask.reshape(width).clone()
+        if file.acquired_columns is not None:
+            left, right = file.acquired_columns
+            columns[: max(left, 0)] = 0
+            columns[max(right, 0) :] = 0
+        return columns, n_low
+
+    def __getitem__(self, item: int) -> Sample:
+        volume, index = self.slices[item]
+        source = self.targets[volume]
+        file = source.volume
+        kspace_np, target_np = file.read_slice(index)
+        kspace = torch.from_numpy(np.ascontiguousarray(kspace_np))
+        seed = int(torch.randint(0, 2**31 - 1, ())) if self.train else fastmri_volume_seed(source.path.name)
+        columns, n_low = self.mask(file, seed)
+        if not columns.any():
+            raise DataError(source.path, "the mask samples no column inside the encoding limits")
+        masked = kspace * columns + 0.0
+        crop = fastmri_crop_size(file)
+        lr_input = _magnitude(fastmri_center_crop(ifft2c(masked), crop))
+        lr_target = _magnitude(fastmri_center_crop(ifft2c(kspace), crop))
+        target = lr_target if target_np is None else fastmri_center_crop(torch.from_numpy(target_np), crop)
+        mean, std = normalization_statistics(lr_input, self.normalization)
+
+        def normalize(image: torch.Tensor) -> torch.Tensor:
+            return ((image - mean) / std).to(torch.float32)[None]
+
+        return Sample(
+            target=normalize(target),
+            lr_input=normalize(lr_input),
+            lr_target=normalize(lr_target),
+            kspace=(masked / std).to(torch.complex64),
+            mask=columns.expand(kspace.shape[-2], -1)[None].contiguous(),
+            norm_mean=torch.tensor(mean, dtype=torch.float32),
+            norm_std=torch.tensor(std, dtype=torch.float32),
+            meta={
+                "file": str(source.path),
+                "slice": index,
+                "subject": source.subject,
+                "contrast": source.contrast,
+                "acceleration": realised_acceleration(columns[None]),
+                "scale": 1,
+                "num_low_frequencies": n_low,
+                "crop_size": crop,
+            },
+        )
+
+
+def _magnitude(coil_images: torch.Tensor) -> torch.Tensor:
+    """``(C, h, w)`` complex coil images → ``(h, w)`` magnitude: RSS for ``C > 1``, else ``|x|``."""
+    return rss(coil_images) if coil_images.shape[0] > 1 else coil_images[0].abs()

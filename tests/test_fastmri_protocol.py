@@ -1,0 +1,224 @@
+"""data.protocol: fastmri against fastMRI's own data path and evaluate.py; challenge files; mask families.
+
+The fastMRI-layout files are synthesised here: multi-coil 640 × 368 with brain-style encoding-limit padding and
+single-coil 640 × 372, both with a 320 × 320 ``reconstruction_rss`` / ``reconstruction_esc`` and an ISMRMRD header.
+The comparison needs the ``fastmri`` package (``pip install --no-deps fastmri``; its ``evaluate`` module imports
+``runstats`` only for a class not used here) and is skipped without it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from accelmri.data.datasets import SliceDataset, open_source
+from accelmri.data.errors import DataError
+from accelmri.data.fastmri_protocol import FastMRIProtocolDataset
+from accelmri.data.readers.fastmri import FastMRIFile, make_ismrmrd_header, write_fastmri
+from accelmri.engine.build import build_dataset
+from accelmri.engine.config import ConfigError, parse_config
+from accelmri.metrics import evaluate_volume
+from accelmri.physics.coils import rss
+from accelmri.physics.degrade import Acquisition
+from accelmri.physics.fft import ifft2c
+
+PADDING = (6, 362)  # brain-style encodingLimits: center 178, maximum 355 on 368 lines
+
+
+def _header(height: int, width: int, slices: int, padding: tuple[int, int] | None) -> str:
+    xml = make_ismrmrd_header((height, width, 1), (320, 320, 1), num_slices=slices)
+    if padding is None:
+        return xml
+    left, right = padding
+    old = f"<maximum>{width - 1}</maximum><center>{width // 2}</center>"
+    assert old in xml
+    return xml.replace(old, f"<maximum>{right - left - 1}</maximum><center>{width // 2 - left}</center>")
+
+
+def _fastmri_file(path: Path, coils: int, width: int, padding: tuple[int, int] | None, seed: int) -> Path:
+    """A fastMRI-layout file: smooth random object, ``coils`` coils, 640 × ``width``, 320² RSS target."""
+    rng = np.random.default_rng(seed)
+    slices, height = 2, 640
+    y, x = np.mgrid[-1 : 1 : height * 1j, -1 : 1 : width * 1j]
+    kspace = np.empty((slices, coils, height, width), np.complex64)
+    for s in range(slices):
+        blob = np.exp(-((x / 0.5) ** 2 + (y / 0.3) ** 2)) * (1 + 0.3 * rng.standard_normal((height, width)))
+        for c in range(coils):
+            phase = np.exp(1j * (c + 1) * (x + 0.5 * y))
+            image = torch.from_numpy((blob * phase * (1 + 0.2 * c * x)).astype(np.complex64))
+            kspace[s, c] = torch.fft.fftshift(torch.fft.fft2(torch.fft.ifftshift(image), norm="ortho")).numpy()
+    if padding is not None:
+        kspace[..., : padding[0]] = 0
+        kspace[..., padding[1] :] = 0
+    images = ifft2c(torch.from_numpy(kspace))
+    top, left = (height - 320) // 2, (width - 320) // 2
+    target = (rss(images) if coils > 1 else images[:, 0].abs())[:, top : top + 320, left : left + 320]
+    data = kspace if coils > 1 else kspace[:, 0]
+    return write_fastmri(path, data, target.numpy(), {"acquisition": "CORPD_FBK", "patient_id": path.stem},
+                         _header(height, width, slices, padding))
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("fastmri")
+    (root / "multicoil").mkdir()
+    (root / "singlecoil").mkdir()
+    return {
+        "multicoil": _fastmri_file(root / "multicoil" / "file1000001.h5", 3, 368, PADDING, 0),
+        "singlecoil": _fastmri_file(root / "singlecoil" / "file1000002.h5", 1, 372, None, 1),
+    }
+
+
+def _protocol_volume(path: Path, mask_type: str) -> tuple[list[Any], np.ndarray, np.ndarray]:
+    dataset = FastMRIProtocolDataset([open_source(path)], mask_type, [0.08, 0.04], [4, 8])
+    samples = [dataset[i] for i in range(len(dataset))]
+    target = np.stack([s.denormalize(s.target)[0].numpy() for s in samples])
+    zero_filled = np.stack([s.denormalize(s.lr_input)[0].numpy() for s in samples])
+    return samples, target, zero_filled
+
+
+@pytest.mark.parametrize("challenge", ["multicoil", "singlecoil"])
+@pytest.mark.parametrize("mask_type", ["equispaced_fraction", "random"])
+def test_protocol_equals_fastmri_data_path_and_evaluate(files: dict[str, Path], challenge: str, mask_type: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("fastmri.data.mri_data", reason="pip install --no-deps fastmri for the comparison")
+    if "runstats" not in sys.modules:
+        monkeypatch.setitem(sys.modules, "runstats", types.SimpleNamespace(Statistics=object))
+    fm = importlib.import_module("fastmri")
+    evaluate = importlib.import_module("fastmri.evaluate")
+    from fastmri.data import transforms
+    from fastmri.data.mri_data import SliceDataset as FastMRISliceDataset
+    from fastmri.data.subsample import create_mask_for_mask_type
+
+    mask_func = create_mask_for_mask_type(mask_type, [0.08, 0.04], [4, 8])
+    theirs = FastMRISliceDataset(files[challenge].parent, challenge, transforms.VarNetDataTransform(mask_func))
+    zero_filled, targets, masks = [], [], []
+    for sample in theirs:
+        image = fm.complex_abs(transforms.complex_center_crop(fm.ifft2c(sample.masked_kspace), sample.crop_size))
+        zero_filled.append((fm.rss(image) if challenge == "multicoil" else image).numpy())
+        targets.append(transforms.center_crop(sample.target, sample.crop_size).numpy())
+        masks.append(sample.mask.reshape(-1).numpy())
+    zero_filled, targets = np.stack(zero_filled), np.stack(targets)
+
+    ours, target, ours_zero_filled = _protocol_volume(files[challenge], mask_type)
+    for sample, mask in zip(ours, masks, strict=True):
+        np.testing.assert_array_equal(sample.mask[0, 0].numpy(), mask.astype(np.float32))
+    np.testing.assert_allclose(target, targets, rtol=1e-6, atol=0)
+    np.testing.assert_allclose(ours_zero_filled, zero_filled, rtol=1e-5, atol=1e-6 * zero_filled.max())
+    got = evaluate_volume(target, ours_zero_filled)
+    for name, func in (("nmse", evaluate.nmse), ("psnr", evaluate.psnr), ("ssim", evaluate.ssim)):
+        expected = float(np.squeeze(func(targets, zero_filled)))
+        assert got[name] == pytest.approx(expected, rel=1e-6, abs=1e-6), name
+    print(f"{challenge} {mask_type}: ours {got}, fastMRI psnr {float(evaluate.psnr(targets, zero_filled)):.6f}")
+
+
+def test_protocol_masks_are_per_volume_with_padding_unmasked(files: dict[str, Path]) -> None:
+    samples, target, _ = _protocol_volume(files["multicoil"], "equispaced")
+    assert torch.equal(samples[0].mask, samples[1].mask)
+    columns = samples[0].mask[0, 0]
+    assert not columns[: PADDING[0]].any() and not columns[PADDING[1] :].any()
+    assert samples[0].kspace.shape == (3, 640, 368) and target.shape == (2, 320, 320)
+    assert samples[0].meta["crop_size"] == (320, 320) and samples[0].meta["num_low_frequencies"] in (29, 15)
+    file = FastMRIFile(files["multicoil"])
+    assert file.acquired_columns == PADDING and not file.challenge
+
+
+def _challenge_file(path: Path) -> Path:
+    kspace = np.ones((1, 2, 16, 12), np.complex64)
+    kspace[..., 1::2] = 0
+    write_fastmri(path, kspace)
+    with h5py.File(path, "a") as handle:
+        handle.create_dataset("mask", data=np.tile([1.0, 0.0], 6))
+        handle.attrs["acceleration"] = 2
+        handle.attrs["num_low_frequency"] = 0
+    return path
+
+
+def test_challenge_files_are_refused_for_training_and_double_masking(tmp_path: Path) -> None:
+    path = _challenge_file(tmp_path / "file_challenge.h5")
+    assert FastMRIFile(path).challenge
+    source = open_source(path)
+    with pytest.raises(DataError, match=r"file_challenge\.h5.*challenge file: already undersampled.*restore"):
+        SliceDataset([source], "reconstruction", Acquisition("equispaced", 2.0, 0.08), train=True)
+    with pytest.raises(DataError, match="challenge file"):
+        FastMRIProtocolDataset([source], "random", [0.08], [4])
+    raw = {"data": {"source": {"kind": "files", "paths": [str(path)]}, "task": "reconstruction",
+                    "acquisition": {"acceleration": 2.0}, "split": {"ratios": [1, 0, 0]}},
+           "model": "zero_filled", "loss": {"weights": {"l1": 1.0}}, "trainer": {"max_steps": 1}}
+    with pytest.raises(DataError, match="challenge file"):
+        build_dataset(parse_config(raw).data, "train")
+
+
+def _config(acquisition: dict[str, Any], protocol: str | None = None, **data: Any) -> dict[str, Any]:
+    section = {"source": {"kind": "files", "paths": ["x.h5"]}, "task": "reconstruction",
+               "acquisition": acquisition, **data}
+    if protocol is not None:
+        section["protocol"] = protocol
+    return {"data": section, "model": "zero_filled", "loss": {"weights": {"l1": 1.0}}, "trainer": {"max_steps": 1}}
+
+
+@pytest.mark.parametrize(
+    ("raw", "key", "match"),
+    [
+        (_config({"mask_kind": "equispaced", "mask_family": "fastmri", "acceleration": 4}),
+         "data.acquisition.mask_family", "applied by data.protocol: fastmri"),
+        (_config({"mask_kind": "equispaced_fraction", "acceleration": 4}),
+         "data.acquisition.mask_kind", "applied by data.protocol: fastmri"),
+        (_config({"mask_kind": "random", "acceleration": 4, "accelerations": [4, 8]}),
+         "data.acquisition.accelerations", "fastMRI's"),
+        (_config({"mask_kind": "equispaced", "mask_family": "accelmri", "acceleration": 4}, "fastmri"),
+         "data.acquisition.mask_family", "uses fastMRI's masks"),
+        (_config({"mask_kind": "gaussian1d", "acceleration": 4}, "fastmri"),
+         "data.acquisition.mask_kind", "takes fastMRI's mask types"),
+        (_config({"mask_kind": "random", "accelerations": [4, 8], "center_fractions": [0.08]}, "fastmri"),
+         "data.acquisition.center_fractions", "one value per"),
+        (_config({"mask_kind": "equispaced", "accelerations": [4.5], "center_fractions": [0.08]}, "fastmri"),
+         "data.acquisition.accelerations", "integers"),
+        (_config({"mask_kind": "random", "acceleration": 4}, "fastmri", crop=[320, 320]),
+         "data.crop", "recon_size"),
+    ],
+)
+def test_mask_family_and_protocol_errors_name_the_key(raw: dict[str, Any], key: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match) as info:
+        parse_config(raw, source="exp.yaml")
+    assert info.value.key == key and str(info.value).startswith("exp.yaml: ")
+
+
+def test_fastmri_protocol_config_builds_the_protocol_dataset(files: dict[str, Path]) -> None:
+    raw = _config({"mask_kind": "equispaced_fraction", "accelerations": [4, 8], "center_fractions": [0.08, 0.04]},
+                  "fastmri", split={"ratios": [0, 0, 1]})
+    raw["data"]["source"]["paths"] = [str(files["multicoil"])]
+    config = parse_config(raw)
+    assert config.data.acquisition.fastmri_lists == ((0.08, 0.04), (4.0, 8.0))
+    assert parse_config(config.to_dict()) == config
+    dataset = build_dataset(config.data, "test")
+    assert isinstance(dataset, FastMRIProtocolDataset) and len(dataset) == 2 and not dataset.train
+
+
+def test_simulated_target_is_the_rss_of_the_stored_noisy_kspace(tmp_path: Path) -> None:
+    """A perfect reconstruction of simulate's k-space scores perfectly; fastMRI's SliceDataset opens the folder."""
+    from accelmri.data.simulate import simulate_dataset
+
+    out = tmp_path / "brain"
+    (path,) = simulate_dataset(out, ["T2"], coils=2, subjects=1, size=32, slices=2, noise_std=0.05)
+    with h5py.File(path, "r") as file:
+        kspace, target = torch.from_numpy(file["kspace"][()]), file["reconstruction_rss"][()]
+        noise_free = file["reconstruction_noise_free"][()]
+        assert file.attrs["max"] == pytest.approx(float(target.max()))
+    np.testing.assert_allclose(target, rss(ifft2c(kspace)).numpy(), rtol=1e-6, atol=1e-7)
+    assert evaluate_volume(target, rss(ifft2c(kspace)).numpy())["ssim"] == pytest.approx(1.0, abs=1e-6)
+    assert evaluate_volume(noise_free, target)["ssim"] < 0.99  # the noise is in the target, not only in k-space
+    mri_data = pytest.importorskip("fastmri.data.mri_data", reason="pip install --no-deps fastmri")
+    theirs = mri_data.SliceDataset(out, "multicoil")
+    assert len(theirs) == 2
+    _, _, their_target, attrs, name, _ = theirs[1]
+    np.testing.assert_array_equal(their_target, target[1])
+    assert name == path.name and attrs["recon_size"] == (32, 32, 1) and attrs["padding_left"] == 0
