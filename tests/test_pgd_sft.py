@@ -298,3 +298,29 @@ def test_overfits_one_batch() -> None:
     assert prediction.lr_image is not None
     assert psnr(prediction.image, batch.target) > psnr(bicubic(batch), batch.target) + 3
     assert psnr(prediction.lr_image, batch.lr_target) > psnr(batch.lr_input, batch.lr_target) + 3
+
+
+@pytest.mark.parametrize("coils", [1, 4])
+def test_cg_sense_start_is_the_classical_solution(coils: int) -> None:
+    """``init="cg_sense"``: with Φ the identity (Γ = identity, η = 0) the output is the start itself, which is the
+    CG-SENSE solution; the paper's ``init="adjoint"`` gives ``Aᴴ b``."""
+    from accelmri.physics.operators import cg_sense
+
+    batch = make_batch("reconstruction", scale=1, acceleration=4.0, size=(32, 32), coils=coils, reference=False,
+                       sens_maps=coils > 1)
+    maps = batch.sens_maps
+    kspace, mask = (batch.kspace, batch.mask) if maps is not None else (batch.kspace[:, 0], batch.mask[:, 0])
+    expected = {"cg_sense": cg_sense(kspace, mask, maps, 0.01, 30).x,
+                "adjoint": SenseOperator(batch.mask, maps).adjoint(batch.kspace)}
+    if maps is None:
+        expected["adjoint"] = expected["adjoint"][:, 0]
+    for init, start in expected.items():
+        model = build("pgd_sft", scale=1, mode="recon_only", max_iter=2, tol=0.0, init=init, **TINY)
+        model.prox = nn.Identity()
+        with torch.no_grad():
+            model.step_size.fill_(0.0)
+            x = model.reconstruct(batch)[0]
+        assert torch.allclose(x, start, atol=1e-5), init
+    assert not torch.allclose(expected["cg_sense"], expected["adjoint"], atol=1e-2)  # the two starts differ
+    with pytest.raises(ValueError, match="init must be one of"):
+        PGDSFT(scale=1, mode="recon_only", init="zeros")  # type: ignore[arg-type]

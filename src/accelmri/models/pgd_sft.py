@@ -12,7 +12,8 @@ Paper 001 (Bioengineering 2023, 10, 1107; no public code), Sec. 3.2, Fig. 1:
   ``x* = Φ(x*)`` of ``Φ(x) = Γ(x − η Aᴴ(A x − b))`` is found without gradient tracking (plain iteration or Anderson
   acceleration), then ONE differentiable application ``Φ(x*)`` gives the output: Jacobian-free back-propagation
   (Fung et al., "JFB: Jacobian-free backpropagation for implicit networks", AAAI 2022), so training memory does not
-  depend on the number of iterations. ``x_0 = Aᴴ b`` (SENSE zero-filled). Γ is a small RRDB network on the complex
+  depend on the number of iterations. ``x_0 = Aᴴ b`` (SENSE zero-filled; the ``init="cg_sense"`` variant, not in the
+  paper, starts from a CG-SENSE solution instead — see :class:`PGDSFT`). Γ is a small RRDB network on the complex
   image as two real channels, ``Γ(s) = s + tail(RRDBs(head(s)))``.
 - **Reconstruction feature**: ``|x*|`` → one conv → a feature broadcast to the SFT layer of every SR block.
 - **SR module** (Sec. 3.2.2): ESRGAN's RRDBNet layout: conv → ``N`` RRDB-SFT blocks (paper 23) → trunk conv and
@@ -46,7 +47,7 @@ from accelmri.models.blocks.rrdb import RRDB, RRDBSFT
 from accelmri.models.registry import register
 from accelmri.physics.coils import sense_combine, sense_expand
 from accelmri.physics.fft import fft2c, ifft2c
-from accelmri.physics.operators import SenseOperator, data_consistency
+from accelmri.physics.operators import SenseOperator, cg_sense, data_consistency
 
 if TYPE_CHECKING:
     from accelmri.data.sample import Sample
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
 __all__ = ["PGDSFT", "FixedPointResult", "Mode", "ProximalNet", "VGGDiscriminator", "solve_fixed_point"]
 
 Mode = Literal["joint", "sr_only", "recon_only", "no_sft"]
+Init = Literal["adjoint", "cg_sense"]
 
 ANDERSON_MEMORY = 5
 """Number of past iterates Anderson acceleration combines (Bai et al. 2019 use 5)."""
@@ -253,13 +255,21 @@ class PGDSFT(nn.Module):
         n_blocks: number of RRDB(-SFT) blocks (paper 23).
         cond_channels: channels of the reconstruction feature (the SFT condition); not given by the paper, 32
             as SFTGAN's condition.
-        prox_channels, prox_growth, prox_blocks: size of Γ (:class:`ProximalNet`); not given by the paper.
+        prox_channels: feature channels of Γ (:class:`ProximalNet`); not given by the paper.
+        prox_growth: dense-block growth channels of Γ; not given by the paper.
+        prox_blocks: number of RRDBs of Γ; not given by the paper.
         max_iter: fixed-point evaluation budget of the DEQ forward solve.
         tol: relative residual tolerance of the DEQ forward solve (0 runs ``max_iter`` evaluations).
         anderson: Anderson acceleration of the forward solve (else plain iteration).
         hard_dc: apply hard data consistency after Γ in every iteration (:meth:`_Encoding.hard_dc`).
         step_size: initial η (trainable; with ``‖A‖ ≤ 1`` any ``0 < η < 2`` makes the gradient step
             non-expansive; single-coil ``η = 1`` is exactly hard data consistency).
+        init: the fixed-point iteration's start: ``"adjoint"`` — ``x_0 = Aᴴ b`` (the paper) — or ``"cg_sense"`` —
+            ``x_0`` = CG-SENSE, ``(AᴴA + λI) x = Aᴴ b`` by ``init_iterations`` conjugate-gradient steps (Pruessmann et
+            al. 2001), no gradient (not in the paper: with the few iterations JFB training affords, Φ acts as an
+            unrolled network and its start matters; the classical solution unfolds the coil aliasing first).
+        init_iterations: CG steps of that start.
+        init_l2_weight: Tikhonov ``λ`` (normalised k-space units) of that start.
 
     Forward: batch fields ``lr_input (B, 1, h, w)``, ``kspace (B, C, h, w)`` complex64, ``mask (B, 1, h, w)``,
     ``sens_maps (B, C, h, w)`` complex64 or None (single-coil) → ``Prediction(image (B, 1, s·h, s·w),
@@ -287,8 +297,17 @@ class PGDSFT(nn.Module):
         anderson: bool = False,
         hard_dc: bool = False,
         step_size: float = 1.0,
+        init: Init = "adjoint",
+        init_iterations: int = 30,
+        init_l2_weight: float = 0.01,
     ) -> None:
         super().__init__()
+        if init not in get_args(Init):
+            raise ValueError(f"pgd_sft: init must be one of {get_args(Init)}, got {init!r}")
+        if init_iterations < 1 or init_l2_weight < 0:
+            raise ValueError(f"pgd_sft: need init_iterations >= 1 and init_l2_weight >= 0, got {init_iterations}, "
+                             f"{init_l2_weight}")
+        self.init, self.init_iterations, self.init_l2_weight = init, init_iterations, init_l2_weight
         if mode not in get_args(Mode):
             raise ValueError(f"pgd_sft: mode must be one of {get_args(Mode)}, got {mode!r}")
         if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1 or scale & (scale - 1):
@@ -341,7 +360,15 @@ class PGDSFT(nn.Module):
             out = prox(s)
             return _to_channels(encoding.hard_dc(_to_complex(out))) if self.hard_dc else out
 
-        z0 = _to_channels(encoding.adjoint(batch.kspace))
+        if self.init == "cg_sense":
+            with torch.no_grad():
+                multicoil = batch.sens_maps is not None
+                start = cg_sense(batch.kspace if multicoil else batch.kspace[:, 0],
+                                 batch.mask if multicoil else batch.mask[:, 0], batch.sens_maps,
+                                 self.init_l2_weight, self.init_iterations).x
+            z0 = _to_channels(start)
+        else:
+            z0 = _to_channels(encoding.adjoint(batch.kspace))
         with torch.no_grad():
             result = solve_fixed_point(phi, z0, self.max_iter, self.tol, self.anderson)
         return _to_complex(phi(result.z.detach())), result.iterations, result.residual
