@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-order lint setup clean bench
+.PHONY: demo test test-order lint setup clean bench bench-gpu docs
 
 setup: $(STAMP)
 
@@ -24,6 +24,11 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
+# The GPU benchmark (docs/performance.md, "GPU"): every model at paper size on CUDA in one run of <= 8 min on an
+# H100 (needs a CUDA build of torch in .venv; it stops at once, with the reason, where CUDA is not available).
+bench-gpu: $(STAMP)
+	$(PY) benchmarks/run.py --device cuda
+
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
@@ -33,6 +38,11 @@ test: $(STAMP)
 test-order: $(STAMP)
 	$(PY) -m pytest -p randomly
 	for f in tests/test_*.py; do $(PY) -m pytest -q -p no:cacheprovider "$$f" || exit 1; done
+
+# The documentation site (mkdocs.yml): docs/*.md, the tutorials and the API reference from the docstrings,
+# into site/; --strict makes every warning an error (CI builds it the same way in tests/test_docs.py).
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict --site-dir site
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

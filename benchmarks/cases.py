@@ -17,6 +17,7 @@ __all__ = [
     "CONV_HEAVY",
     "DEMO_CONFIGS",
     "JOINT_MODELS",
+    "PAPER_BATCH",
     "PAPER_CASES",
     "SEARCH_MODELS",
     "TINY_CASES",
@@ -24,6 +25,7 @@ __all__ = [
     "Case",
     "Variant",
     "build_model",
+    "first_cases",
     "make_batch",
     "select_cases",
     "to_channels_last",
@@ -116,10 +118,21 @@ TINY_CASES: list[Case] = [
 #: Models with ``checkpoint_stages`` (recompute each stage in the backward pass): the ``paper-checkpoint`` size.
 CHECKPOINT_MODELS = ("minet", "sanet")
 
+#: Training batch of each model's paper configuration (``data.batch_size`` of configs/t2net_ixi_2x,
+#: minet_fastmri_2x, sanet_fastmri_2x, fasrnet_fastmri_4x, pgd_sft_brain_2x.yaml; tests/test_benchmarks.py checks
+#: they agree): the FASR-Net and PGD-SFT papers state batch 4, the others give none and their configs use 4.
+PAPER_BATCH: dict[str, int] = {"t2net": 4, "minet": 4, "sanet": 4, "fasrnet": 4, "pgd_sft": 4}
+
+
+def first_cases(cases: list[Case]) -> list[Case]:
+    """The first case of each model in ``cases`` (the paper size of the training step and of the device suite)."""
+    return [c for i, c in enumerate(cases) if c.model not in {p.model for p in cases[:i]}]
+
 
 def train_cases(sizes: list[str], tiny: bool) -> list[Case]:
     """Training-step cases: ``tiny`` = demo models at 64² batch 4 (``--tiny``: 32² batch 2); ``paper`` = the first
-    reference case of every model (batch 1); ``paper-checkpoint`` = the ``paper`` cases of
+    reference case of every model (batch 1); ``paper-batch`` = the same at the batch of the model's paper
+    configuration (:data:`PAPER_BATCH`; the device suite); ``paper-checkpoint`` = the ``paper`` cases of
     :data:`CHECKPOINT_MODELS` with ``checkpoint_stages=True`` (memory against time)."""
     cases = []
     if "tiny" in sizes:
@@ -127,9 +140,11 @@ def train_cases(sizes: list[str], tiny: bool) -> list[Case]:
         for c in TINY_CASES:
             label = f"{c.model} 2x {hr[0] // 2}->{hr[0]} batch {batch} (demo size)"
             cases.append(dataclasses.replace(c, name=label, hr=hr, batch=batch))
-    firsts = [c for i, c in enumerate(PAPER_CASES) if c.model not in {p.model for p in PAPER_CASES[:i]}]
+    firsts = first_cases(PAPER_CASES)
     if "paper" in sizes and not tiny:
         cases += firsts
+    if "paper-batch" in sizes and not tiny:
+        cases += [dataclasses.replace(c, size="paper-batch", batch=PAPER_BATCH[c.model]) for c in firsts]
     if "paper-checkpoint" in sizes and not tiny:
         cases += [dataclasses.replace(c, name=f"{c.name} checkpoint_stages", size="paper-checkpoint",
                                       config={**c.config, "checkpoint_stages": True})
@@ -157,7 +172,8 @@ class Variant:
 
     Attributes:
         name: label.
-        autocast: CPU autocast to bfloat16.
+        autocast: autocast dtype of the forward pass (``bfloat16``, ``float16``; on the measuring device), None
+            for none.
         channels_last: model and 4-D float inputs in ``torch.channels_last``.
         compile: ``torch.compile`` the model (compile time reported separately).
         overrides: constructor options on top of the case's (``search_window``, ``search_dtype``).
@@ -165,7 +181,7 @@ class Variant:
     """
 
     name: str
-    autocast: bool = False
+    autocast: str | None = None
     channels_last: bool = False
     compile: bool = False
     overrides: dict[str, Any] = field(default_factory=dict)
@@ -179,17 +195,23 @@ class Variant:
     def window(self) -> int | None:
         return self.overrides.get("search_window")
 
+    @property
+    def precision(self) -> str:
+        """The evaluation engine's precision of this variant (``32-true``, ``bf16-mixed``, ``16-mixed``)."""
+        return {None: "32-true", "bfloat16": "bf16-mixed", "float16": "16-mixed"}[self.autocast]
+
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in [
     Variant("fp32", exact=True),
-    Variant("bf16", autocast=True),
+    Variant("bf16", autocast="bfloat16"),
+    Variant("fp16", autocast="float16"),
     Variant("channels-last", channels_last=True),
-    Variant("bf16+channels-last", autocast=True, channels_last=True),
+    Variant("bf16+channels-last", autocast="bfloat16", channels_last=True),
     Variant("compile", compile=True),
     Variant("window4", overrides={"search_window": 4}),
     Variant("window8", overrides={"search_window": 8}),
     Variant("search-bf16", overrides={"search_dtype": "bfloat16"}),
-    Variant("bf16+window8", autocast=True, overrides={"search_window": 8}),
+    Variant("bf16+window8", autocast="bfloat16", overrides={"search_window": 8}),
 ]}
 
 

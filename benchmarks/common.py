@@ -6,6 +6,12 @@ model and its inputs are built, so ``peak − baseline`` is what the measured pa
 used on Linux: a ``spawn`` child inherits its parent's ``ru_maxrss`` through ``exec`` (a parent that once held
 1.4 GiB gives every child a 1.4 GiB floor), whereas ``VmHWM`` belongs to the child's own address space. Elsewhere
 (no ``/proc``) ``ru_maxrss`` is the fallback and the peak cannot be reset.
+
+On a CUDA device (``measure(..., device="cuda")``) every call is followed by ``torch.cuda.synchronize`` before the
+clock is read, and the device memory is read from PyTorch's caching allocator next to the RSS:
+``torch.cuda.memory_allocated`` (baseline), ``torch.cuda.max_memory_allocated`` (peak, reset with
+``torch.cuda.reset_peak_memory_stats`` where the RSS peak is reset) and ``torch.cuda.max_memory_reserved`` (what the
+allocator held from the driver). The CUDA calls sit behind a device check, so the same code runs on the CPU.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import platform
 import resource
 import signal
 import statistics
+import subprocess
 import sys
 import time
 import traceback
@@ -27,11 +34,14 @@ from typing import Any
 
 __all__ = [
     "Isolated",
+    "autocast",
+    "device_facts",
     "environment",
     "measure",
     "peak_gib",
     "reset_peak",
     "rss_gib",
+    "synchronize",
 ]
 
 _GIB = 2**30
@@ -75,10 +85,41 @@ def reset_peak() -> bool:
     return True
 
 
+def _is_cuda(device: str) -> bool:
+    import torch
+
+    return torch.device(device).type == "cuda"
+
+
+def synchronize(device: str) -> None:
+    """Wait until the work queued on ``device`` is done (``torch.cuda.synchronize``; nothing on the CPU)."""
+    if _is_cuda(device):
+        import torch
+
+        torch.cuda.synchronize(device)
+
+
+def autocast(device: str, dtype: str | None) -> Any:
+    """A fresh ``torch.autocast`` on ``device``'s type to ``dtype`` (``bfloat16``, ``float16``); off for None."""
+    import torch
+
+    return torch.autocast(torch.device(device).type, dtype=getattr(torch, dtype or "bfloat16"),
+                          enabled=dtype is not None)
+
+
+def _cuda_memory(device: str) -> dict[str, float]:
+    """Allocated, peak allocated and peak reserved memory of ``device`` in GiB (PyTorch's caching allocator)."""
+    import torch
+
+    return {"allocated": torch.cuda.memory_allocated(device) / _GIB,
+            "peak": torch.cuda.max_memory_allocated(device) / _GIB,
+            "reserved": torch.cuda.max_memory_reserved(device) / _GIB}
+
+
 def measure(
-    call: Callable[[], Any], *, repeats: int, warmup: int = 1, reset_after_warmup: bool = False
+    call: Callable[[], Any], *, repeats: int, warmup: int = 1, reset_after_warmup: bool = False, device: str = "cpu"
 ) -> dict[str, Any]:
-    """Time ``call`` after ``warmup`` calls and record the memory of this process around it.
+    """Time ``call`` after ``warmup`` calls and record the memory of this process (and of a CUDA device) around it.
 
     Args:
         call: the work (a forward pass, a training step); its result is dropped.
@@ -86,6 +127,8 @@ def measure(
         warmup: untimed calls first (their durations are kept as ``warmup_s``).
         reset_after_warmup: reset the peak after the warm-up (``torch.compile``: the compiler's memory is then
             reported separately as ``warmup_peak_gib``); otherwise the peak covers warm-up and timed calls.
+        device: where ``call`` queues its work; on CUDA each call is timed up to ``torch.cuda.synchronize`` and
+            the device memory is recorded too.
 
     Returns:
         ``times_s``, ``median_s``, ``min_s``, ``cpu_median_s`` (median process CPU time of a call, all threads:
@@ -93,8 +136,21 @@ def measure(
         before the first call),
         ``peak_gib`` (peak RSS over the measured calls), ``delta_gib = peak − baseline``, ``warmup_peak_gib``,
         ``setup_peak_gib`` (peak before the first call: imports, model construction, inputs) and
-        ``peak_reset`` (whether the peak could be reset; if not, peaks include the setup).
+        ``peak_reset`` (whether the peak could be reset; if not, peaks include the setup). All times in seconds,
+        memory in GiB. On CUDA also ``device_baseline_gib`` (allocated before the first call),
+        ``device_setup_peak_gib``, ``device_warmup_peak_gib``, ``device_peak_gib`` (peak allocated over the
+        measured calls), ``device_delta_gib = device_peak − device_baseline`` and ``device_reserved_gib`` (peak
+        reserved by the caching allocator since the process started).
     """
+    import torch
+
+    cuda = _is_cuda(device)
+    device_memory: dict[str, float] = {}
+    synchronize(device)
+    if cuda:
+        before = _cuda_memory(device)
+        device_memory = {"device_setup_peak_gib": before["peak"], "device_baseline_gib": before["allocated"]}
+        torch.cuda.reset_peak_memory_stats(device)
     setup_peak = peak_gib()
     baseline = rss_gib()
     was_reset = reset_peak()
@@ -102,17 +158,27 @@ def measure(
     for _ in range(warmup):
         start = time.perf_counter()
         call()
+        synchronize(device)
         warm.append(time.perf_counter() - start)
     warmup_peak = peak_gib()
+    if cuda:
+        device_memory["device_warmup_peak_gib"] = _cuda_memory(device)["peak"]
     if reset_after_warmup:
         reset_peak()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(device)
     times, cpu = [], []
     for _ in range(repeats):
         start, start_cpu = time.perf_counter(), time.process_time()
         call()
+        synchronize(device)
         times.append(time.perf_counter() - start)
         cpu.append(time.process_time() - start_cpu)
     peak = peak_gib()
+    if cuda:
+        after = _cuda_memory(device)
+        device_memory.update(device_peak_gib=after["peak"], device_reserved_gib=after["reserved"],
+                             device_delta_gib=after["peak"] - device_memory["device_baseline_gib"])
     return {
         "times_s": times,
         "median_s": statistics.median(times) if times else None,
@@ -125,6 +191,7 @@ def measure(
         "warmup_peak_gib": warmup_peak,
         "setup_peak_gib": setup_peak,
         "peak_reset": was_reset,
+        **device_memory,
     }
 
 
@@ -155,11 +222,16 @@ class Isolated:
             server that has imported torch and accelmri once: the same isolation of memory and state, without
             the 1–2 s interpreter start; used by ``--tiny``).
         timeout: seconds before a child is killed and reported as timed out.
+        budget: seconds from now for all calls together (None: no limit): a call gets at most what is left, and a
+            call after the budget is spent is not started but recorded as skipped.
     """
 
-    def __init__(self, threads: int, start_method: str = "spawn", timeout: float = 7200.0) -> None:
+    def __init__(self, threads: int, start_method: str = "spawn", timeout: float = 7200.0,
+                 budget: float | None = None) -> None:
         self.threads = threads
         self.timeout = timeout
+        self.budget = budget
+        self.deadline = None if budget is None else time.perf_counter() + budget
         self.context = mp.get_context(start_method)
         if start_method == "forkserver":
             # torch._dynamo: imported lazily by FlopCounterMode and the optimisers (~1 s per process otherwise).
@@ -172,21 +244,30 @@ class Isolated:
 
         Returns:
             The function's dict with ``ok: True``, or ``{"ok": False, "error": ...}`` when it raised, was killed
-            (e.g. out of memory) or ran past the timeout. ``process_s`` is the subprocess's wall time.
+            (e.g. out of memory) or ran past the timeout, or ``{"ok": False, "skipped": ...}`` when the run's
+            budget was spent before it started. ``process_s`` is the subprocess's wall time.
         """
         start = time.perf_counter()
+        limit = self.timeout if timeout is None else timeout
+        reason = f"timed out after {limit:.0f} s"
+        if self.deadline is not None:
+            left = self.deadline - start
+            if left <= 0:
+                return {"ok": False, "skipped": f"not run: the run budget of {self.budget:.0f} s was spent",
+                        "process_s": 0.0}
+            if left < limit:
+                limit, reason = left, f"timed out after {left:.0f} s (the rest of the run budget)"
         receiver, sender = self.context.Pipe(duplex=False)
         process = self.context.Process(target=_child, args=(target, kwargs, self.threads, sender))
         process.start()
         sender.close()
-        limit = self.timeout if timeout is None else timeout
         result: dict[str, Any]
         try:
             if receiver.poll(limit):
                 result = receiver.recv()
             else:
                 _kill(process)
-                result = {"ok": False, "error": f"timed out after {limit:.0f} s"}
+                result = {"ok": False, "error": reason}
         except EOFError:
             process.join()
             result = {"ok": False, "error": f"subprocess died (exit code {process.exitcode}; killed for memory?)"}
@@ -246,3 +327,42 @@ def environment(threads: int, start_method: str) -> dict[str, Any]:
         "threads": threads,
         "start_method": start_method,
     }
+
+
+def _driver_version(index: int) -> str | None:
+    """The NVIDIA driver version (``nvidia-smi``), or None where it cannot be read."""
+    try:
+        completed = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader",
+                                    "-i", str(index)], capture_output=True, text=True, timeout=60, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return completed.stdout.strip() or None
+
+
+def device_facts(device: str) -> dict[str, Any]:
+    """Facts about the measuring device for the report header (run it in a subprocess: it initialises CUDA).
+
+    On CUDA: the GPU's name, compute capability, memory (GiB), multiprocessors, the number of GPUs, the driver
+    (``nvidia-smi``), CUDA and cuDNN versions torch was built with, and the float32 settings the ``fp32`` rows
+    run under (PyTorch's defaults unless changed: TF32 convolutions on, float32 matmul precision ``highest``).
+
+    Raises:
+        RuntimeError: CUDA was asked for and is not available (a CPU build of torch, no driver, no GPU).
+    """
+    import torch
+
+    facts: dict[str, Any] = {"device": device, "torch": torch.__version__}
+    if not _is_cuda(device):
+        return facts
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"CUDA is not available: torch {torch.__version__} (CUDA build: {torch.version.cuda}), "
+                           "needs a CUDA build of torch, an NVIDIA driver and a GPU")
+    index = torch.device(device).index
+    index = torch.cuda.current_device() if index is None else index
+    properties = torch.cuda.get_device_properties(index)
+    return {**facts, "gpu": properties.name, "capability": f"{properties.major}.{properties.minor}",
+            "memory_gib": properties.total_memory / _GIB, "multiprocessors": properties.multi_processor_count,
+            "gpus": torch.cuda.device_count(), "driver": _driver_version(index), "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version(), "cudnn_tf32": torch.backends.cudnn.allow_tf32,
+            "cudnn_benchmark": torch.backends.cudnn.benchmark,
+            "float32_matmul_precision": torch.get_float32_matmul_precision()}

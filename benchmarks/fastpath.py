@@ -67,7 +67,7 @@ def fastpath_worker(checkpoint: str, variants: list[Any], split: str) -> dict[st
             model_config = dataclasses.replace(config.model, kwargs={**config.model.kwargs, **options})
             network = build_model(model_config, config.data.acquisition.scale, config.source).to(device)
             network.load_state_dict(model.state_dict())
-        fast, seconds = score(network, "bf16-mixed" if variant.autocast else "32-true")
+        fast, seconds = score(network, variant.precision)
         delta = {m: [getattr(f, m) - getattr(e, m) for f, e in zip(fast, exact, strict=True)] for m in ("psnr", "ssim")}
         rows.append({
             "variant": variant.name,

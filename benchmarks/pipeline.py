@@ -10,10 +10,15 @@ per slice, so the 12-coil setting measures the first epoch (cold cache).
 The report divides the pipeline's time per batch by the fp32 (and bf16) training step of each model it feeds:
 below 1 the loader keeps up. With workers the loader runs beside the training step, but on a 2-core machine
 they share the cores, which this ratio does not model.
+
+With a CUDA ``device`` (the device suite) each timed batch is also copied to the GPU (``Sample.to``) and the
+clock waits for the copy (``torch.cuda.synchronize``): what a GPU training step waits for. The paper settings
+then use the batch of the papers' configurations (size ``paper-batch``, as the training cases).
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import tempfile
 import time
 from dataclasses import dataclass
@@ -68,11 +73,19 @@ SETTINGS: list[Setting] = [
 ]
 
 
-def settings_for(sizes: list[str], tiny: bool) -> list[Setting]:
-    """The settings of the training sizes run; ``--tiny``: the demo settings at 32², batch 2 (as the train section)."""
+def settings_for(sizes: list[str], tiny: bool, models: list[str] | None = None) -> list[Setting]:
+    """The settings of the training sizes run (``paper-batch``: the paper settings at :data:`PAPER_BATCH`) that feed
+    one of ``models`` (None: all); ``--tiny``: the demo settings at 32², batch 2 (as the train section)."""
     import dataclasses
 
+    from benchmarks.cases import PAPER_BATCH
+
     chosen = [s for s in SETTINGS if s.size in sizes and not (tiny and s.size == "paper")]
+    if "paper-batch" in sizes and not tiny:
+        chosen += [dataclasses.replace(s, size="paper-batch", batch=max(PAPER_BATCH[m] for m in s.feeds))
+                   for s in SETTINGS if s.size == "paper"]
+    if models is not None:
+        chosen = [s for s in chosen if set(s.feeds) & set(models)]
     if tiny:
         chosen = [dataclasses.replace(s, name=s.name.replace("64²", "32²"), hr=(32, 32), batch=2) for s in chosen]
     return chosen
@@ -91,8 +104,9 @@ def _write(folder: Path, name: str, image: Any, coils: int, slices: int) -> Path
     return write_fastmri(folder / f"{name}.h5", kspace.numpy().copy())
 
 
-def pipeline_worker(setting: Setting, workers: int, batches: int) -> dict[str, Any]:
-    """Batches/s of ``setting`` with ``workers`` loader processes (runs in the subprocess)."""
+def pipeline_worker(setting: Setting, workers: int, batches: int, device: str = "cpu") -> dict[str, Any]:
+    """Samples/s and seconds per batch of ``setting`` with ``workers`` loader processes, each batch delivered to
+    ``device`` (runs in the subprocess)."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -101,6 +115,7 @@ def pipeline_worker(setting: Setting, workers: int, batches: int) -> dict[str, A
     from accelmri.data.readers.fastmri import FastMRIFile
     from accelmri.data.sample import collate
     from accelmri.physics.degrade import Acquisition
+    from benchmarks.common import synchronize
 
     untimed = 1 + 2 * workers  # the first batch, then the backlog the workers prefetched meanwhile (factor 2)
     slices = (batches + untimed) * setting.batch
@@ -113,32 +128,39 @@ def pipeline_worker(setting: Setting, workers: int, batches: int) -> dict[str, A
             references = [SliceSource(FastMRIFile(reference_file), subject="bench")]
         dataset = SliceDataset([target], setting.task, Acquisition(*setting.acquisition), references, train=True,
                                sens_maps=setting.sens_maps)  # type: ignore[arg-type]
+        # workers forked as from a training script's main process on Linux (this subprocess's own default would be
+        # its spawn/forkserver start: seconds of imports per worker, outside the timing but inside the run)
+        fork = "fork" if workers and "fork" in multiprocessing.get_all_start_methods() else None
         loader = DataLoader(dataset, batch_size=setting.batch, num_workers=workers, collate_fn=collate,
-                            shuffle=True, drop_last=True)
-        iterator = iter(loader)
+                            shuffle=True, drop_last=True, multiprocessing_context=fork)
+        iterator = iter(loader)  # forks the workers before this process touches CUDA (first .to(device))
         for _ in range(untimed):  # worker start, file open, and the prefetched backlog: then a steady state
-            next(iterator)
+            next(iterator).to(device)
+        synchronize(device)
         start = time.perf_counter()
         for _ in range(batches):
-            next(iterator)
+            next(iterator).to(device)
+        synchronize(device)
         seconds = time.perf_counter() - start
         del iterator, loader
     return {"batches": batches, "seconds_per_batch": seconds / batches,
             "samples_per_s": batches * setting.batch / seconds}
 
 
-def run(isolated: Any, settings: list[Setting], workers: list[int], batches: int) -> list[dict[str, Any]]:
-    """One row per setting and worker count."""
+def run(isolated: Any, settings: list[Setting], workers: list[int], batches: int,
+        device: str = "cpu") -> list[dict[str, Any]]:
+    """One row per setting and worker count (batches delivered to ``device``)."""
     rows = []
     for setting in settings:
         for count in workers:
             result = isolated.run("benchmarks.pipeline:pipeline_worker", setting=setting, workers=count,
-                                  batches=batches)
+                                  batches=batches, device=device)
             rows.append({"setting": setting.name, "size": setting.size, "batch": setting.batch,
-                         "feeds": list(setting.feeds), "workers": count, **result})
+                         "feeds": list(setting.feeds), "workers": count, "device": device, **result})
             if result["ok"]:
                 print(f"  data {setting.name} [{count} workers]: {result['samples_per_s']:.1f} samples/s "
                       f"({result['process_s']:.1f} s)", flush=True)
             else:
-                print(f"  data {setting.name} [{count} workers]: {result['error']}", flush=True)
+                print(f"  data {setting.name} [{count} workers]: {result.get('error') or result['skipped']}",
+                      flush=True)
     return rows

@@ -19,6 +19,30 @@ def _error(row: dict[str, Any]) -> str:
     return row.get("skipped") or "error: " + str(row.get("error", "?")).replace("|", "/").replace("\n", " ")[:200]
 
 
+def _memory(row: dict[str, Any]) -> tuple[float | None, float | None]:
+    """Peak and Δ memory of a measured row in GiB: the GPU allocator's on a CUDA device, else the process RSS."""
+    if "device_peak_gib" in row:
+        return row["device_peak_gib"], row["device_delta_gib"]
+    return row["peak_gib"], row["delta_gib"]
+
+
+def _on_gpu(rows: list[dict[str, Any]]) -> bool:
+    return any("device_peak_gib" in r for r in rows)
+
+
+def _device(facts: dict[str, Any]) -> str:
+    """The header line of the device suite's device (the GPU's name, versions and fp32 settings on CUDA)."""
+    if not facts.get("ok"):
+        return f"- device: {_error(facts)}"
+    if "gpu" not in facts:
+        return f"- device: `{facts['device']}` (the device suite on the CPU)"
+    return (f"- device: `{facts['device']}`: **{facts['gpu']}** (compute capability {facts['capability']}, "
+            f"{facts['memory_gib']:.1f} GiB, {facts['multiprocessors']} SMs; {facts['gpus']} GPU(s) visible), "
+            f"driver {facts['driver'] or '?'}, CUDA {facts['cuda']}, cuDNN {facts['cudnn']}; fp32 rows run with "
+            f"TF32 convolutions {'on' if facts['cudnn_tf32'] else 'off'}, float32 matmul precision "
+            f"`{facts['float32_matmul_precision']}`, cuDNN benchmark {'on' if facts['cudnn_benchmark'] else 'off'}")
+
+
 def _row(cells: list[str]) -> str:
     return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
@@ -41,6 +65,12 @@ def _header(results: dict[str, Any]) -> list[str]:
         f"- threads: {env['threads']}; one fresh `{env['start_method']}` subprocess per measurement; "
         f"{settings['repeats']} timed repeats after {settings['warmup']} warm-up",
     ]
+    if "device" in env:
+        lines.append(_device(env["device"]))
+        lines.append(f"- device suite: budget {_n(settings['budget_s'], '.0f')} s for all measurements, timeout "
+                     f"{settings['case_timeout_s']:.0f} s per measurement and {settings['compile_timeout_s']:.0f} s "
+                     f"per `torch.compile` measurement (backend `{settings['compile_backend']}`); times up to "
+                     "`torch.cuda.synchronize` on CUDA")
     gemm = results.get("gemm")
     if gemm and gemm.get("ok"):
         conv = gemm["conv"]
@@ -80,6 +110,9 @@ def _forward(rows: list[dict[str, Any]], checks: list[dict[str, Any]]) -> list[s
     by_subject: dict[str, list[str]] = {}
     for c in checks:
         by_subject.setdefault(c["subject"], []).append(f"{c['target']} {'✓' if c['passed'] else '✗'}")
+    gpu = _on_gpu(rows)
+    if gpu:
+        header[6:8] = ["GPU peak (GiB)", "GPU Δ (GiB)"]
     table = []
     for r in rows:
         if not r.get("ok"):
@@ -87,20 +120,26 @@ def _forward(rows: list[dict[str, Any]], checks: list[dict[str, Any]]) -> list[s
             continue
         notes = []
         if "compile_s" in r:
-            notes.append(f"compile {r['compile_s']:.1f} s, compile peak {r['warmup_peak_gib']:.2f} GiB")
+            compile_peak = r["device_warmup_peak_gib"] if gpu else r["warmup_peak_gib"]
+            notes.append(f"compile {r['compile_s']:.1f} s, compile peak {compile_peak:.2f} GiB")
         if "deq_iterations" in r:
             notes.append(f"{r['deq_iterations']} DEQ iterations")
+        if r.get("finite") is False:
+            notes.append("**non-finite output** (inf/NaN)")
         table.append([
             r["case"], r["variant"], _n(r["parameters"], ".2f", 1e-6), _n(r["median_s"], ".3f"), _n(r["min_s"], ".3f"),
-            _n(r.get("cpu_median_s"), ".2f"), _n(r["peak_gib"]), _n(r["delta_gib"]), _n(r.get("gflop"), ".1f"),
+            _n(r.get("cpu_median_s"), ".2f"), *map(_n, _memory(r)), _n(r.get("gflop"), ".1f"),
             _n(r.get("gflops"), ".0f"),
             _pct(r.get("gemm_fp32_fraction")), _pct(r.get("gemm_bf16_fraction")), _pct(r.get("conv_fraction")),
             _n(r.get("ref_s"), ".1f"), _n(r.get("ref_gib")), _n(r.get("time_ratio")), _n(r.get("memory_ratio")),
             ", ".join(by_subject.get(f"{r['case']} [{r['variant']}]", [])) or "–", "; ".join(notes) or "–",
         ])
+    memory = ("GPU peak = `torch.cuda.max_memory_allocated` over the forward passes; Δ = peak − memory allocated "
+              "before the first pass (model and inputs); the process RSS is in bench.json." if gpu else
+              "Peak = peak RSS of the measurement's process over its forward passes; Δ = peak − RSS before the first "
+              "pass (torch, model and inputs loaded).")
     return ["## Forward pass (batch 1, `torch.no_grad`)", "",
-            "Peak = peak RSS of the measurement's process over its forward passes; Δ = peak − RSS before the first "
-            "pass (torch, model and inputs loaded). GFLOP/s = counted FLOPs (flops section) / median time.", "",
+            f"{memory} GFLOP/s = counted FLOPs (flops section) / median time.", "",
             *_table(header, table, "|---|---|" + "---:|" * 14 + "---|---|")]
 
 
@@ -127,12 +166,13 @@ def _train(rows: list[dict[str, Any]], loss_kind: str) -> list[str]:
             continue
         loss = " + ".join(f"{w:g}·{k}" for k, w in r["loss_terms"].items())
         table.append([r["case"], r["dtype"], str(r["batch"]), loss, _n(r["median_s"], ".3f"), _n(r["min_s"], ".3f"),
-                      _n(r["median_s"] / r["batch"], ".3f"), _n(r["peak_gib"]), _n(r["delta_gib"])])
+                      _n(r["median_s"] / r["batch"], ".3f"), *map(_n, _memory(r))])
+    memory = ["GPU peak (GiB)", "GPU Δ (GiB)"] if _on_gpu(rows) else ["peak (GiB)", "Δ (GiB)"]
     return ["## Training step (forward + loss + backward + Adam)", "",
             f"Loss: the model's paper preset ({'with' if loss_kind == 'full' else 'without'} the terms that need "
             "external weights: perceptual, adversarial).", "",
-            *_table(["case", "dtype", "batch", "loss", "median (s/step)", "min (s)", "s/sample", "peak (GiB)",
-                     "Δ (GiB)"], table, "|---|---|---:|---|---:|---:|---:|---:|---:|")]
+            *_table(["case", "dtype", "batch", "loss", "median (s/step)", "min (s)", "s/sample", *memory], table,
+                    "|---|---|---:|---|---:|---:|---:|---:|---:|")]
 
 
 def _data(rows: list[dict[str, Any]], train: list[dict[str, Any]]) -> list[str]:

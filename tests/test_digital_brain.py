@@ -171,9 +171,15 @@ def test_invalid_arguments(kwargs: dict[str, object], message: str) -> None:
 
 
 def _file_names(subjects: int, contrasts: list[str], nifti: bool) -> set[str]:
+    """Every file of a multi-coil simulation, relative to its folder."""
     stems = [sim.subject_file_stem(k, c) for k in range(subjects) for c in contrasts]
-    names = {f"{s}.h5" for s in stems} | ({f"{s}.nii.gz" for s in stems} if nifti else set())
+    names = {f"multicoil/{s}.h5" for s in stems} | ({f"nifti/{s}.nii.gz" for s in stems} if nifti else set())
     return names | {"pairs.csv"}
+
+
+def _files(folder: Path) -> dict[str, int]:
+    """The files under ``folder`` (relative POSIX paths) with their modification times."""
+    return {p.relative_to(folder).as_posix(): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
 
 
 def test_cli_simulate_end_to_end(tmp_path: Path) -> None:
@@ -182,9 +188,10 @@ def test_cli_simulate_end_to_end(tmp_path: Path) -> None:
     args += ["--slices", "4", "--size", "64", "--coils", "4", "--nifti"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert {p.name for p in out.iterdir()} == _file_names(2, ["T1", "T2"], nifti=True)
+    assert set(_files(out)) == _file_names(2, ["T1", "T2"], nifti=True)
+    assert {p.name for p in out.iterdir()} == {"multicoil", "nifti", "pairs.csv"}
 
-    with h5py.File(out / "brain_sub001_T2.h5", "r") as file:
+    with h5py.File(out / "multicoil" / "brain_sub001_T2.h5", "r") as file:
         assert file["kspace"].shape == (4, 4, 64, 64) and file["kspace"].dtype == np.complex64
         target = file["reconstruction_rss"][()]
         assert target.shape == (4, 64, 64) and target.dtype == np.float32
@@ -192,23 +199,23 @@ def test_cli_simulate_end_to_end(tmp_path: Path) -> None:
         assert file.attrs["max"] == pytest.approx(float(target.max()))
         kspace = torch.from_numpy(file["kspace"][()])
     assert float((rss(ifft2c(kspace)) - torch.from_numpy(target)).abs().mean()) < 0.01
-    header = FastMRIFile(out / "brain_sub001_T2.h5")
+    header = FastMRIFile(out / "multicoil" / "brain_sub001_T2.h5")
     assert header.encoding_size == (64, 64, 1) and header.recon_size == (64, 64, 1)
-    nifti = read_nifti(out / "brain_sub001_T2.nii.gz")
+    nifti = read_nifti(out / "nifti" / "brain_sub001_T2.nii.gz")
     np.testing.assert_allclose(nifti.data, target)
     assert nifti.spacing == pytest.approx((240 / 64, 240 / 64, 5.0))
 
     with (out / "pairs.csv").open(newline="") as handle:
         rows = list(csv.reader(handle))
-    assert rows == [[f"brain_sub{k:03d}_T1.h5", f"brain_sub{k:03d}_T2.h5"] for k in range(2)]
+    assert rows == [[f"multicoil/brain_sub{k:03d}_T1.h5", f"multicoil/brain_sub{k:03d}_T2.h5"] for k in range(2)]
     pairs = pairs_from_csv(out / "pairs.csv")
-    assert [(p.reference.name, p.target.name) for p in pairs] == [tuple(r) for r in rows]
+    assert [(p.reference, p.target) for p in pairs] == [(out / a, out / b) for a, b in rows]
 
     # A non-empty folder is refused without --overwrite and left untouched.
-    mtimes = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    mtimes = _files(out)
     result = runner.invoke(app, [*args[:3], "--subjects", "1", "--size", "32", "--slices", "1"])
     assert result.exit_code == 2 and "not empty" in result.stderr  # a user error: one line on stderr
-    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == mtimes
+    assert _files(out) == mtimes
     # --overwrite replaces only our files.
     (out / "notes.txt").write_text("mine")
     result = runner.invoke(app, [*args, "--overwrite"])
@@ -222,10 +229,11 @@ def test_cli_simulate_single_coil_comma_list(tmp_path: Path) -> None:
     args = ["simulate", "--out", str(out), "--contrasts", "pd,PDFS", "--coils", "1", "--subjects", "1"]
     result = runner.invoke(app, [*args, "--slices", "2", "--size", "32"])
     assert result.exit_code == 0, result.output
-    with h5py.File(out / "brain_sub000_PDFS.h5", "r") as file:
+    with h5py.File(out / "singlecoil" / "brain_sub000_PDFS.h5", "r") as file:
         assert file["kspace"].shape == (2, 32, 32)
         assert file["reconstruction_esc"].shape == (2, 32, 32) and "reconstruction_rss" not in file
-    assert (out / "pairs.csv").read_text().splitlines() == ["brain_sub000_PD.h5,brain_sub000_PDFS.h5"]
+    assert (out / "pairs.csv").read_text().splitlines() == [
+        "singlecoil/brain_sub000_PD.h5,singlecoil/brain_sub000_PDFS.h5"]
 
 
 def test_cli_simulate_realistic_records_the_reference_misregistration(tmp_path: Path) -> None:
@@ -233,7 +241,8 @@ def test_cli_simulate_realistic_records_the_reference_misregistration(tmp_path: 
     args = ["simulate", "--out", str(out), "--contrasts", "FLAIR,T2", "--coils", "1", "--subjects", "1"]
     result = runner.invoke(app, [*args, "--slices", "1", "--size", "32", "--realism", "realistic"])
     assert result.exit_code == 0, result.output
-    with h5py.File(out / "brain_sub000_FLAIR.h5", "r") as reference, h5py.File(out / "brain_sub000_T2.h5", "r") as t2:
+    files = out / "singlecoil"
+    with h5py.File(files / "brain_sub000_FLAIR.h5", "r") as reference, h5py.File(files / "brain_sub000_T2.h5") as t2:
         assert "reference_shift_mm" in reference.attrs and "reference_shift_mm" not in t2.attrs
         assert json.loads(t2.attrs["realism"])["texture"] > 0
     result = runner.invoke(app, [*args, "--realism", "photoreal", "--out", str(tmp_path / "bad")])
@@ -263,11 +272,11 @@ def test_simulate_writes_nothing_on_error(tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.raises(OSError, match="disk full"):
         sim.simulate_dataset(out, ["T1", "T2"], coils=2, subjects=1, size=32, slices=1, nifti=True)
     assert list(tmp_path.iterdir()) == []
-    out.mkdir()
-    (out / "brain_sub000_T1.h5").write_text("old")
+    (out / "multicoil").mkdir(parents=True)
+    (out / "multicoil" / "brain_sub000_T1.h5").write_text("old")
     with pytest.raises(OSError, match="disk full"):
         sim.simulate_dataset(out, ["T1"], coils=2, subjects=1, size=32, slices=1, nifti=True, overwrite=True)
-    assert (out / "brain_sub000_T1.h5").read_text() == "old"
+    assert (out / "multicoil" / "brain_sub000_T1.h5").read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
@@ -297,3 +306,38 @@ def test_simulated_pairs_feed_a_multicontrast_joint_dataset(tmp_path: Path) -> N
     correlation = torch.nn.functional.cosine_similarity(target - target.mean(1, keepdim=True),
                                                         reference - reference.mean(1, keepdim=True))
     assert bool((correlation > 0.5).all()) and bool((correlation < 0.999).all())
+
+
+def test_a_simulate_folder_is_a_files_source(tmp_path: Path) -> None:
+    """``data.source: {kind: files, dir: OUT}`` reads an ``accelmri simulate`` folder: its pairs (contrasts from
+    the files), or without pairs.csv its h5 folder."""
+    from accelmri.data.datasets import SliceDataset
+    from accelmri.engine.build import build_dataset
+    from accelmri.engine.config import ConfigError, load_config
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    pairs, single = tmp_path / "pairs", tmp_path / "single"
+    sim.simulate_dataset(pairs, ["PD", "T2"], coils=1, subjects=3, size=32, slices=2, nifti=True)
+    sim.simulate_dataset(single, ["T2"], coils=2, subjects=3, size=32, slices=2)
+
+    def dataset(folder: Path, split: str = "train") -> SliceDataset:
+        config = load_config(configs / "tiny_sr_edsr.yaml", [f"data.source={{kind: files, dir: {folder}}}"])
+        built = build_dataset(config.data, split)
+        assert isinstance(built, SliceDataset)
+        return built
+
+    paired = dataset(pairs)
+    assert len(paired) == 2 and paired.references is not None  # one training subject, 2 slices
+    assert {paired.targets[0].contrast, paired.references[0].contrast} == {"T2", "PD"}
+    assert paired.targets[0].path.parent == pairs / "singlecoil"
+    alone = dataset(single, "test")
+    assert len(alone) == 2 and alone.references is None and alone.targets[0].path.parent == single / "multicoil"
+    assert alone[0].kspace.shape[0] == 2
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match=r"empty.*no pairs\.csv and no \.h5 files"):
+        dataset(empty)
+    with pytest.raises(DataError, match="no such folder"):
+        dataset(tmp_path / "missing")
+    with pytest.raises(ConfigError, match="exactly one of csv, ixi, dir or paths"):
+        load_config(configs / "tiny_sr_edsr.yaml", [f"data.source={{kind: files, dir: {single}, csv: x.csv}}"])

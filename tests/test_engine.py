@@ -200,7 +200,7 @@ def test_bad_files_are_config_errors(tmp_path: Path) -> None:
 
 
 def test_files_sources_split_by_subject_or_by_csv(brain_dir: Path, tmp_path: Path) -> None:
-    files = sorted(brain_dir.glob("*.h5"))
+    files = sorted((brain_dir / "singlecoil").glob("*.h5"))  # simulate layout: one folder per coil kind
     listed = tiny(brain_dir, tmp_path / "run", "data.source={kind: files, paths: " + json.dumps(list(map(str, files)))
                   + "}").data
     volumes = {split: [t.path for t in build_dataset(listed, split).targets] for split in ("train", "val", "test")}

@@ -18,17 +18,26 @@ import h5py
 import numpy as np
 import pytest
 import torch
+import yaml
+from typer.testing import CliRunner
 
+from accelmri.cli import app
 from accelmri.data.datasets import SliceDataset, open_source
 from accelmri.data.errors import DataError
-from accelmri.data.fastmri_protocol import FastMRIProtocolDataset
+from accelmri.data.fastmri_protocol import FastMRIProtocolDataset, fastmri_center_crop, fastmri_crop_size
 from accelmri.data.readers.fastmri import FastMRIFile, make_ismrmrd_header, write_fastmri
+from accelmri.data.sample import collate
 from accelmri.engine.build import build_dataset
 from accelmri.engine.config import ConfigError, parse_config
+from accelmri.engine.evaluate import evaluate
+from accelmri.engine.restore import restore
 from accelmri.metrics import evaluate_volume
+from accelmri.models import build
+from accelmri.models.baselines.interpolation import to_batch_units
 from accelmri.physics.coils import rss
 from accelmri.physics.degrade import Acquisition
 from accelmri.physics.fft import ifft2c
+from accelmri.physics.masks import fastmri_mask
 
 PADDING = (6, 362)  # brain-style encodingLimits: center 178, maximum 355 on 368 lines
 
@@ -201,14 +210,27 @@ def test_fastmri_protocol_config_builds_the_protocol_dataset(files: dict[str, Pa
     assert parse_config(config.to_dict()) == config
     dataset = build_dataset(config.data, "test")
     assert isinstance(dataset, FastMRIProtocolDataset) and len(dataset) == 2 and not dataset.train
+    raw["data"]["source"] = {"kind": "files", "dir": str(files["multicoil"].parent.parent)}  # the fastMRI root
+    by_folder = build_dataset(parse_config(raw).data, "test")
+    assert [t.path for t in by_folder.targets] == [files["multicoil"], files["singlecoil"]]
+    raw["data"]["source"]["dir"] = {"val": str(files["multicoil"].parent)}  # fastMRI's multicoil_val as val split
+    config = parse_config(raw)
+    assert len(build_dataset(config.data, "val")) == 2 and len(build_dataset(config.data, "test")) == 0
+    raw["data"]["source"]["dir"] = {"validation": "x"}
+    with pytest.raises(ConfigError, match="split folders are keyed train, val and test"):
+        parse_config(raw)
 
 
 def test_simulated_target_is_the_rss_of_the_stored_noisy_kspace(tmp_path: Path) -> None:
-    """A perfect reconstruction of simulate's k-space scores perfectly; fastMRI's SliceDataset opens the folder."""
+    """A perfect reconstruction of simulate's k-space scores perfectly; fastMRI's SliceDataset opens its h5 folder
+    (pairs.csv and the NIfTI files live elsewhere)."""
     from accelmri.data.simulate import simulate_dataset
 
     out = tmp_path / "brain"
-    (path,) = simulate_dataset(out, ["T2"], coils=2, subjects=1, size=32, slices=2, noise_std=0.05)
+    written = simulate_dataset(out, ["PD", "T2"], coils=2, subjects=1, size=32, slices=2, noise_std=0.05, nifti=True)
+    path = out / "multicoil" / "brain_sub000_T2.h5"
+    assert path in written and out / "nifti" / "brain_sub000_T2.nii.gz" in written and out / "pairs.csv" in written
+    assert sorted(p.name for p in (out / "multicoil").iterdir()) == ["brain_sub000_PD.h5", "brain_sub000_T2.h5"]
     with h5py.File(path, "r") as file:
         kspace, target = torch.from_numpy(file["kspace"][()]), file["reconstruction_rss"][()]
         noise_free = file["reconstruction_noise_free"][()]
@@ -217,8 +239,148 @@ def test_simulated_target_is_the_rss_of_the_stored_noisy_kspace(tmp_path: Path) 
     assert evaluate_volume(target, rss(ifft2c(kspace)).numpy())["ssim"] == pytest.approx(1.0, abs=1e-6)
     assert evaluate_volume(noise_free, target)["ssim"] < 0.99  # the noise is in the target, not only in k-space
     mri_data = pytest.importorskip("fastmri.data.mri_data", reason="pip install --no-deps fastmri")
-    theirs = mri_data.SliceDataset(out, "multicoil")
-    assert len(theirs) == 2
-    _, _, their_target, attrs, name, _ = theirs[1]
+    theirs = mri_data.SliceDataset(out / "multicoil", "multicoil")
+    assert len(theirs) == 4
+    _, _, their_target, attrs, name, _ = theirs[3]
     np.testing.assert_array_equal(their_target, target[1])
     assert name == path.name and attrs["recon_size"] == (32, 32, 1) and attrs["padding_left"] == 0
+
+
+def _submission_inputs(files: dict[str, Path], folder: Path) -> dict[str, Path]:
+    """fastMRI test/challenge copies of the fixture files: k-space under a fastMRI ``random`` 4× mask (zeros on the
+    other lines), the ``mask`` dataset, ``acceleration`` / ``num_low_frequency`` attributes, no target."""
+    folder.mkdir(parents=True, exist_ok=True)
+    challenges = {}
+    for challenge, path in files.items():
+        with h5py.File(path, "r") as file:
+            kspace, header = file["kspace"][()], file["ismrmrd_header"][()]
+        mask, n_low = fastmri_mask("random", [0.08], [4], (1, kspace.shape[-1], 2), seed=tuple(map(ord, path.name)))
+        columns = mask.reshape(-1).numpy()
+        out = folder / challenge / f"{path.stem}_v2.h5"
+        out.parent.mkdir(exist_ok=True)
+        write_fastmri(out, kspace * columns, attrs={"acceleration": 4, "num_low_frequency": n_low},
+                      header_xml=header.decode() if isinstance(header, bytes) else header,
+                      extra={"mask": columns.astype(bool)})
+        challenges[challenge] = out
+    return challenges
+
+
+def _zero_filled_config(path: Path, **data: Any) -> Path:
+    raw = _config({"mask_kind": "random", "accelerations": [4], "center_fractions": [0.08]}, "fastmri", **data)
+    raw["model"] = {"name": "zero_filled", "scale": 1}
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _our_zero_filled(path: Path) -> np.ndarray:
+    """Our own crop of the zero-filled image of a challenge file's masked k-space (fastMRI's crop convention)."""
+    file = FastMRIFile(path)
+    with h5py.File(path, "r") as handle:
+        kspace = torch.from_numpy(handle["kspace"][()] * handle["mask"][()])
+    images = ifft2c(kspace if file.multicoil else kspace[:, None])
+    cropped = fastmri_center_crop(images, fastmri_crop_size(file))
+    return (rss(cropped, dim=1) if file.multicoil else cropped[:, 0].abs()).numpy()
+
+
+def test_restore_writes_the_submission_layout_of_challenge_files(files: dict[str, Path], tmp_path: Path) -> None:
+    inputs = _submission_inputs(files, tmp_path / "test_set")
+    config = _zero_filled_config(tmp_path / "zero_filled.yaml", normalization="meanstd")
+    out = tmp_path / "submission"
+    sources = [inputs["multicoil"], inputs["singlecoil"]]
+    written = restore(config, sources, out)
+    assert written == [out / path.name for path in sources]
+    for source, output in zip(sources, written, strict=True):
+        with h5py.File(output, "r") as file:
+            assert list(file) == ["reconstruction"]
+            image = file["reconstruction"][()]
+            assert file.attrs["accelmri_mode"] == "acquired"
+        assert image.shape == (2, 320, 320) and image.dtype == np.float32
+        np.testing.assert_allclose(image, _our_zero_filled(source), rtol=1e-5, atol=1e-6 * image.max())
+        assert FastMRIFile(source).challenge  # the input is untouched
+
+
+def test_challenge_restore_refusals(files: dict[str, Path], tmp_path: Path) -> None:
+    inputs = _submission_inputs({"singlecoil": files["singlecoil"]}, tmp_path / "test_set")
+    source = inputs["singlecoil"]
+    config = _zero_filled_config(tmp_path / "zero_filled.yaml")
+    before = source.read_bytes()
+    result = CliRunner().invoke(app, ["restore", str(config), str(source), "--out", str(source.parent)])
+    assert result.exit_code == 2 and "is an input of this restore" in result.output
+    with pytest.raises(DataError, match=r"_v2\.h5.*challenge file"):
+        restore(config, [source], tmp_path / "out", degrade=True)
+    raw = yaml.safe_load(config.read_text())
+    raw["data"].pop("protocol")
+    raw["data"]["task"] = "super_resolution"
+    raw["data"]["acquisition"] = {"scale": 2}
+    raw["model"]["scale"] = 2
+    sr = tmp_path / "sr.yaml"
+    sr.write_text(yaml.safe_dump(raw))
+    with pytest.raises(DataError, match=r"_v2\.h5.*own resolution.*scale 2"):
+        restore(sr, [source], tmp_path / "out")
+    assert source.read_bytes() == before and not (tmp_path / "out").exists()
+    bad = _challenge_file(tmp_path / "bad_mask.h5")
+    with h5py.File(bad, "a") as file:
+        del file["mask"]
+        file.create_dataset("mask", data=np.ones(5))
+    with pytest.raises(DataError, match=r"bad_mask\.h5.*'mask' of shape \(5,\) is not 12 values"):
+        restore(config, [bad], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_challenge_restore_equals_fastmri_zero_filled(files: dict[str, Path], tmp_path: Path) -> None:
+    pytest.importorskip("fastmri.data.mri_data", reason="pip install --no-deps fastmri for the comparison")
+    fm = importlib.import_module("fastmri")
+    from fastmri.data import transforms
+    from fastmri.data.mri_data import SliceDataset as FastMRISliceDataset
+
+    inputs = _submission_inputs(files, tmp_path / "test_set")
+    config = _zero_filled_config(tmp_path / "zero_filled.yaml")
+    for challenge, source in inputs.items():
+        (output,) = restore(config, [source], tmp_path / "submission")
+        theirs = FastMRISliceDataset(source.parent, challenge, transforms.VarNetDataTransform())
+        expected = []
+        for sample in theirs:
+            image = fm.complex_abs(transforms.complex_center_crop(fm.ifft2c(sample.masked_kspace), sample.crop_size))
+            expected.append((fm.rss(image) if challenge == "multicoil" else image).numpy())
+        with h5py.File(output, "r") as file:
+            ours = file["reconstruction"][()]
+        np.testing.assert_allclose(ours, np.stack(expected), rtol=1e-5, atol=1e-6 * ours.max())
+
+
+def test_restore_degrade_with_a_protocol_checkpoint_follows_the_protocol(files: dict[str, Path],
+                                                                          tmp_path: Path) -> None:
+    config = _zero_filled_config(tmp_path / "zero_filled.yaml")
+    (output,) = restore(config, [files["multicoil"]], tmp_path / "out", degrade=True)
+    with h5py.File(output, "r") as file:
+        image = file["reconstruction"][()]
+    dataset = FastMRIProtocolDataset([open_source(files["multicoil"])], "random", [0.08], [4])
+    expected = np.stack([dataset[i].denormalize(dataset[i].lr_input)[0].numpy() for i in range(len(dataset))])
+    assert image.shape == (2, 320, 320)
+    np.testing.assert_allclose(image, expected, rtol=1e-5, atol=1e-6 * image.max())
+
+
+def test_kspace_models_are_cropped_and_scored_under_the_protocol(files: dict[str, Path], tmp_path: Path) -> None:
+    """cg_sense / modl reconstruct on the acquired 640 × 372 grid and crop to the 320 × 320 target, as VarNet."""
+    dataset = FastMRIProtocolDataset([open_source(files["singlecoil"])], "equispaced_fraction", [0.08], [4])
+    batch = collate([dataset[0]])
+    cg = build("cg_sense", scale=1, max_iter=5)
+    output = cg(batch)
+    assert output.image.shape == output.lr_image.shape == (1, 1, 320, 320)
+    full = cg.reconstruct(batch)
+    assert full.shape == (1, 640, 372)
+    torch.testing.assert_close(output.image, to_batch_units(fastmri_center_crop(full, (320, 320)).abs()[:, None],
+                                                            batch))
+    modl = build("modl", scale=1, n_iterations=1, channels=4, n_layers=2, cg_iterations=2)
+    assert modl(batch).image.shape == (1, 1, 320, 320)
+
+    config = _zero_filled_config(tmp_path / "cg_sense.yaml", split={"ratios": [0, 0, 1]})
+    raw = yaml.safe_load(config.read_text())
+    raw["data"]["source"]["paths"] = [str(files["singlecoil"])]
+    raw["model"] = {"name": "cg_sense", "scale": 1, "max_iter": 5}
+    config.write_text(yaml.safe_dump(raw))
+    raw["model"] = {"name": "zero_filled", "scale": 1}
+    zero_filled = tmp_path / "zero_filled.yaml"
+    zero_filled.write_text(yaml.safe_dump(raw))
+    result = evaluate([config, zero_filled], tmp_path / "scores")
+    psnr = {method.name: method.scores[0].psnr for method in result.methods}
+    assert psnr["cg_sense"] == pytest.approx(psnr["zero_filled"], abs=0.01)  # one coil: the minimum-norm solution

@@ -537,10 +537,20 @@ def test_config_parses_realism_and_names_bad_keys() -> None:
         assert info.value.key == key, override
 
 
-def test_brain_parameters_are_json_stable_and_keep_old_folders() -> None:
+def test_brain_parameters_are_json_stable_and_name_the_layout(tmp_path: Path) -> None:
     default = DigitalBrainSource()
-    assert "realism" not in _brain_parameters(default)  # off: the files of before, the folder of before
-    assert digital_brain_dir(default).name == "6c1aad34d3d60704"  # the hash before realism existed
+    assert "realism" not in _brain_parameters(default)  # off: the files of before realism existed
+    assert _brain_parameters(default)["layout"] == sim.LAYOUT_VERSION == 2
+    # layout 2 (the .h5 files in multicoil/ or singlecoil/) changed the hash from 6c1aad34d3d60704
+    assert digital_brain_dir(default).name == "31493376a1a23034"
+    old = tmp_path / "old"  # a folder simulated with layout 1 (every file at the top) is refused, with advice
+    old.mkdir()
+    config = load_config(CONFIGS / "tiny_sr_edsr.yaml", [f"data.source.dir={old}"])
+    old_parameters = {k: v for k, v in _brain_parameters(config.data.source).items() if k != "layout"}
+    (old / DATASET_MARKER).write_text(json.dumps(old_parameters))
+    with pytest.raises(ConfigError, match=r"layout of an older accelmri.*delete the folder") as info:
+        prepare_data(config.data)
+    assert info.value.key == "data.source.dir"
     realistic = DigitalBrainSource(realism=db.Realism.realistic(), reference="PD")
     parameters = _brain_parameters(realistic)
     assert parameters["realism"] == db.Realism.realistic().to_dict()
@@ -560,10 +570,11 @@ def test_prepare_data_writes_realism_records_and_reuses_the_folder(tmp_path: Pat
     marker = json.loads((folder / DATASET_MARKER).read_text())
     assert marker["realism"] == db.Realism.realistic().to_dict()
     prepare_data(config.data)  # the marker matches after its JSON round trip: reused, not refused
-    assert (folder / "pairs.csv").read_text().splitlines()[0] == "brain_sub000_PD.h5,brain_sub000_T2.h5"
+    assert (folder / "pairs.csv").read_text().splitlines()[0] == ("singlecoil/brain_sub000_PD.h5,"
+                                                                   "singlecoil/brain_sub000_T2.h5")
     expected = db.digital_brain_subject(1, ("PD", "T2"), coils=1, size=32, slices=2,
                                         realism=db.Realism.realistic(), reference="PD")
-    with h5py.File(folder / "brain_sub001_PD.h5", "r") as file:
+    with h5py.File(folder / "singlecoil" / "brain_sub001_PD.h5", "r") as file:
         attrs = dict(file.attrs)
         np.testing.assert_array_equal(file["kspace"][()], expected.kspace["PD"][:, 0].numpy())
     assert json.loads(attrs["realism"]) == db.Realism.realistic().to_dict()
@@ -574,7 +585,7 @@ def test_prepare_data_writes_realism_records_and_reuses_the_folder(tmp_path: Pat
         assert float(attrs[f"reference_{key}"]) == pytest.approx(record[key])
     assert attrs["noise_std"] == pytest.approx(expected.noise_stds["PD"])
     assert attrs["tr_ms"] == pytest.approx(expected.sequences["PD"].tr_ms)
-    with h5py.File(folder / "brain_sub001_T2.h5", "r") as file:
+    with h5py.File(folder / "singlecoil" / "brain_sub001_T2.h5", "r") as file:
         assert not any(key.startswith("reference_") for key in file.attrs)
         assert file.attrs["te_ms"] == pytest.approx(expected.sequences["T2"].te_ms)
     changed = load_config(CONFIGS / "tiny_sr_edsr.yaml", [*overrides, "data.source.realism={texture: 0.05}"])

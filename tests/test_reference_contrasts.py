@@ -74,7 +74,8 @@ def test_every_target_is_paired_with_each_reference_contrast(tmp_path: Path) -> 
     assert len(flair) == 2
 
     # one reference session: every reference contrast of a subject carries the same misregistration
-    subject = next(p.name for p in (folder / "T1").glob("*_T1.h5"))
-    with h5py.File(folder / "T1" / subject) as t1, h5py.File(folder / "FLAIR" / subject.replace("T1", "FLAIR")) as fl:
+    t1_files, flair_files = folder / "T1" / "singlecoil", folder / "FLAIR" / "singlecoil"
+    subject = next(p.name for p in t1_files.glob("*_T1.h5"))
+    with h5py.File(t1_files / subject) as t1, h5py.File(flair_files / subject.replace("T1", "FLAIR")) as fl:
         for key in ("reference_shift_mm", "reference_rotation_deg", "reference_resample_offset_px"):
             assert json.dumps(t1.attrs[key].tolist()) == json.dumps(fl.attrs[key].tolist()), key

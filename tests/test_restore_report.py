@@ -182,7 +182,7 @@ def test_dicom_series_is_restored_to_nifti(checkpoints: dict[str, Path], tmp_pat
     folder = tmp_path / "t2_series"
     _write_dicom_series(folder, pixels)
     series = read_dicom_series(folder)
-    (written,) = restore(checkpoints["sinc"], [folder], tmp_path / "out")
+    (written,) = restore(checkpoints["sinc"], [folder], tmp_path / "out", dicom_as_nifti=True)
     assert written.name == "t2_series_restored.nii.gz"
     restored = read_nifti(written)
     assert restored.data.shape == (3, 32, 40)

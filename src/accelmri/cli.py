@@ -162,7 +162,8 @@ def simulate(
                           "contrasts the first, the reference, is acquired imperfectly).")
     ] = "none",
 ) -> None:
-    """Simulate the digital brain as a fastMRI-layout data set (HDF5 per subject and contrast, pairs.csv)."""
+    """Simulate the digital brain as a fastMRI-layout data set (OUT/multicoil or OUT/singlecoil: HDF5 per subject
+    and contrast; OUT/pairs.csv; OUT/nifti)."""
     from accelmri.data.digital_brain import Realism
     from accelmri.data.simulate import simulate_dataset
 
@@ -291,7 +292,8 @@ def restore(
         help="Trained checkpoint (last.pt / best.pt), or the YAML config of a parameter-free baseline (bicubic, sinc, "
              "zero_filled).")],
     inputs: Annotated[list[Path], typer.Argument(help="NIfTI, DICOM folder, fastMRI/ISMRMRD .h5 or twix .dat.")],
-    out: Annotated[Path, typer.Option(help="Output folder (or the output file for a single input).")],
+    out: Annotated[Path, typer.Option(help="Output folder (or the output file for a single input). A DICOM series "
+                                      "is written as a derived DICOM series, the folder OUT/<name>_restored.")],
     reference: Annotated[
         list[Path] | None, typer.Option(help="Reference-contrast file, one per input (reference-guided models).")
     ] = None,
@@ -319,6 +321,10 @@ def restore(
                                    "optimizer.lr).")
     ] = None,
     quiet: QuietOption = False,
+    nifti: Annotated[
+        bool, typer.Option("--nifti", help="Write DICOM series inputs as NIfTI <name>_restored.nii.gz instead of a "
+                           "derived DICOM series (an OUT ending in .nii/.nii.gz does the same).")
+    ] = False,
 ) -> None:
     """Apply a trained model to your files; outputs keep the geometry (voxel size divided by the scale)."""
     import logging
@@ -346,7 +352,7 @@ def restore(
             written = run_restore(checkpoint, inputs, out, reference or None, degrade, overwrite, device=device,
                                   precision=_precision(precision), channels_last=channels_last, contrast=contrast,
                                   reference_contrast=reference_contrast, adapt_steps=adapt, adapt_lr=adapt_lr,
-                                  progress=_show_progress(quiet))
+                                  progress=_show_progress(quiet), dicom_as_nifti=nifti)
     except USER_ERRORS as err:
         raise fail(err) from err
     finally:

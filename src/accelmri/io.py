@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_output", "write_json_atomic"]
+__all__ = ["atomic_folder", "atomic_output", "write_json_atomic"]
 
 
 @contextmanager
@@ -32,6 +33,41 @@ def atomic_output(path: Path, *, overwrite: bool, suffix: str = "") -> Iterator[
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_folder(path: Path, *, overwrite: bool) -> Iterator[Path]:
+    """Yield a fresh, empty temporary folder next to ``path``; once the block succeeds, rename it onto ``path``.
+
+    The folder appears whole or not at all: a failed block removes the temporary folder and everything in it.
+    With ``overwrite``, an existing ``path`` (file or folder) is first renamed aside, then deleted once the new
+    folder is in place (for that instant neither exists; a partial folder never does).
+
+    Raises:
+        FileExistsError: if ``path`` exists and ``overwrite`` is false (checked before anything is created).
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path}: already exists (pass overwrite=True to replace it)")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    old = path.with_name(f".{path.name}.{uuid.uuid4().hex}.old")
+    tmp.mkdir()
+    try:
+        yield tmp
+        if path.exists() or path.is_symlink():
+            os.replace(path, old)
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            if old.exists() or old.is_symlink():
+                os.replace(old, path)
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old)
+        else:
+            old.unlink(missing_ok=True)
 
 
 def write_json_atomic(path: Path, payload: object, *, overwrite: bool = False) -> None:

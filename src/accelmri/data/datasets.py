@@ -28,6 +28,12 @@ the degradation keeps the LR patch the true k-space-truncation LR image of the s
 a cropped HR patch would treat the patch as periodic and add wrap-around ringing at its edges that no scan has),
 and the normalisation statistics stay those of the whole slice, so training on patches and inference on whole
 slices see the same intensity scale.
+
+Augmentation (:class:`Augmentation`, training only): random flips and 90° rotations of the HR coil images, applied
+*before* the acquisition, so the degraded sample of an augmented slice is exactly the sample of the transformed
+slice (k-space truncation, mask and noise act on the transformed k-space; the reference and the ESPIRiT maps follow).
+Flipping an LR/HR pair after the truncation instead would shift it off its truncation grid by ``(s − 1)/2`` HR
+pixels.
 """
 
 from __future__ import annotations
@@ -55,7 +61,17 @@ from accelmri.physics.degrade import Acquisition
 from accelmri.physics.fft import fft2c, ifft2c
 from accelmri.physics.sensitivity import calibrated_espirit_maps
 
-__all__ = ["TASKS", "SliceDataset", "SliceSource", "check_task", "open_pair", "open_source", "refuse_challenge_file"]
+__all__ = [
+    "TASKS",
+    "Augmentation",
+    "SliceDataset",
+    "SliceSource",
+    "check_task",
+    "dihedral",
+    "open_pair",
+    "open_source",
+    "refuse_challenge_file",
+]
 
 TASKS = ("reconstruction", "super_resolution", "joint")
 Task = Literal["reconstruction", "super_resolution", "joint"]
@@ -279,9 +295,66 @@ def _check_slice_shape(source: SliceSource, scale: int, crop: tuple[int, int] | 
                         f"(data.acquisition.scale); crop the volume (data.crop) or pad it to a multiple of {scale}")
 
 
+@dataclass(frozen=True)
+class Augmentation:
+    """Random flips / 90° rotations of the HR image before the acquisition (``data.augment``; training only).
+
+    Every training sample draws, with torch's RNG and before its mask seed (so seeded runs stay reproducible): a
+    vertical flip (``vflip``, along ``H``) and a horizontal flip (``hflip``, along ``W``) each with probability
+    1/2, and ``rot90`` quarter turns ``k`` uniform in ``{0, 1, 2, 3}``; on non-square slices (after ``crop``) a
+    quarter turn would change the matrix and the phase-encode direction, so ``k`` is uniform in ``{0, 2}`` there
+    (a half turn). With all three options the 8 flips/rotations of the square are equally likely.
+
+    Attributes:
+        hflip: random left-right flips (``W`` axis).
+        vflip: random up-down flips (``H`` axis).
+        rot90: random quarter turns (half turns only on non-square slices).
+    """
+
+    hflip: bool = False
+    vflip: bool = False
+    rot90: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any transform is drawn."""
+        return self.hflip or self.vflip or self.rot90
+
+    def draw(self, shape: tuple[int, int]) -> tuple[bool, bool, int]:
+        """Draw ``(vflip, hflip, quarter turns)`` for an ``(H, W)`` slice with torch's global RNG (in this order;
+        a disabled option draws nothing)."""
+        vflip = bool(torch.randint(0, 2, ())) if self.vflip else False
+        hflip = bool(torch.randint(0, 2, ())) if self.hflip else False
+        turns = 0
+        if self.rot90:
+            turns = int(torch.randint(0, 4, ())) if shape[0] == shape[1] else 2 * int(torch.randint(0, 2, ()))
+        return vflip, hflip, turns
+
+
+def dihedral(image: torch.Tensor, vflip: bool, hflip: bool, turns: int) -> torch.Tensor:
+    """Flip ``(..., H, W)`` along ``H`` (``vflip``), then along ``W`` (``hflip``), then rotate it by ``turns``
+    quarter turns (``torch.rot90`` over ``(H, W)``: counter-clockwise as displayed with row 0 on top).
+
+    Returns:
+        A contiguous tensor of the same dtype, ``(..., W, H)`` for an odd ``turns``; values are moved, not resampled.
+    """
+    if vflip:
+        image = image.flip(-2)
+    if hflip:
+        image = image.flip(-1)
+    return torch.rot90(image, turns, dims=(-2, -1)).contiguous()
+
+
 def _slice_seed(path: Path, index: int) -> int:
     """Deterministic per-slice seed from the file name and slice index (validation/test masks)."""
     return zlib.crc32(f"{path.name}:{index}".encode())
+
+
+def _transformed(kspace: torch.Tensor, flips: tuple[bool, bool, int]) -> torch.Tensor:
+    """HR k-space ``(C, H, W)`` of the coil images transformed by :func:`dihedral` (unchanged for the identity)."""
+    if flips == (False, False, 0):
+        return kspace
+    return fft2c(dihedral(ifft2c(kspace), *flips)).to(torch.complex64)
 
 
 class SliceDataset(Dataset[Sample]):
@@ -322,12 +395,16 @@ class SliceDataset(Dataset[Sample]):
             :func:`~accelmri.physics.sensitivity.espirit_calibration`.
         slices: optional ``(volume index, slice index)`` list restricting the dataset (e.g. central slices).
         maps_cache_size: number of slices whose ESPIRiT maps are kept in memory.
+        augment: random flips/rotations of the HR coil images (after ``crop``, before the acquisition) and of the
+            reference (:class:`Augmentation`), or ``None``; ``train=True`` only. Drawn before the mask seed; the
+            drawn ``(vflip, hflip, turns)`` is in ``meta["augmentation"]``. ESPIRiT maps are estimated on the
+            transformed k-space.
 
     Raises:
         DataError: a fastMRI test/challenge file among the volumes (:func:`refuse_challenge_file`).
         ValueError: bad task/acquisition combination, unequal numbers of targets and references, or a
             ``patch_size`` that is not positive, not divisible by the scale, larger than ``crop`` or given for a
-            task other than ``super_resolution``.
+            task other than ``super_resolution``, or ``augment`` without ``train``.
         DataError: a target whose slice size the scale does not divide (without ``crop``) or that is smaller
             than ``crop``, naming the file. Reading a sample raises :class:`DataError` for a reference
             whose slice grid differs from its target's, or a slice smaller than ``patch_size``.
@@ -347,6 +424,7 @@ class SliceDataset(Dataset[Sample]):
         calib_width: int | None = None,
         slices: Sequence[tuple[int, int]] | None = None,
         maps_cache_size: int = 256,
+        augment: Augmentation | None = None,
     ) -> None:
         check_task(task, acquisition)
         for source in [*targets, *(references or [])]:
@@ -361,6 +439,8 @@ class SliceDataset(Dataset[Sample]):
             _check_patch(patch_size, task, acquisition.scale, crop)
         for target in targets:
             _check_slice_shape(target, acquisition.scale, crop)
+        if augment is not None and augment.enabled and not train:
+            raise ValueError("augment is for training (train=True): validation and test see the slices as they are")
         self.targets = list(targets)
         self.references = list(references) if references is not None else None
         self.task = task
@@ -372,7 +452,8 @@ class SliceDataset(Dataset[Sample]):
         self.normalization = normalization
         self.calib_width = calib_width
         self.maps_cache_size = maps_cache_size
-        self._maps_cache: OrderedDict[tuple[int, int], torch.Tensor] = OrderedDict()
+        self.augment = augment if augment is not None and augment.enabled else None
+        self._maps_cache: OrderedDict[tuple[int, ...], torch.Tensor] = OrderedDict()
         if slices is None:
             slices = [(v, s) for v in range(len(self.targets)) for s in range(self._paired_slices(v))]
         self.slices = list(slices)
@@ -390,7 +471,7 @@ class SliceDataset(Dataset[Sample]):
             raise DataError(source.path, f"slice {index} contains NaN or Inf")
         return kspace if self.crop is None else fft2c(_crop_center(ifft2c(kspace), self.crop))
 
-    def _maps(self, key: tuple[int, int], lr_kspace: torch.Tensor) -> torch.Tensor:
+    def _maps(self, key: tuple[int, ...], lr_kspace: torch.Tensor) -> torch.Tensor:
         maps = self._maps_cache.get(key)
         if maps is None:
             acquisition = self.acquisition
@@ -411,6 +492,8 @@ class SliceDataset(Dataset[Sample]):
         volume, index = self.slices[item]
         source = self.targets[volume]
         kspace_hr = self._hr_kspace(source, index)
+        flips = (False, False, 0) if self.augment is None else self.augment.draw(tuple(kspace_hr.shape[-2:]))
+        kspace_hr = _transformed(kspace_hr, flips)
         seed = int(torch.randint(0, 2**31 - 1, ())) if self.train else _slice_seed(source.path, index)
         acquired = self.acquisition.apply(kspace_hr, seed=seed)
         multicoil = kspace_hr.shape[0] > 1
@@ -419,11 +502,11 @@ class SliceDataset(Dataset[Sample]):
         mean, std = self._statistics(lr_input)
         maps = None
         if self.sens_maps == "espirit" and multicoil:
-            maps = self._maps((volume, index), acquired.kspace)
+            maps = self._maps((volume, index, *map(int, flips)), acquired.kspace)
         reference = None
         if self.references is not None:
             ref_source = self.references[volume]
-            ref_k = self._hr_kspace(ref_source, index)
+            ref_k = _transformed(self._hr_kspace(ref_source, index), flips)
             ref_image = rss(ifft2c(ref_k)) if ref_k.shape[0] > 1 else ifft2c(ref_k)[0].abs()
             if ref_image.shape != target.shape:
                 raise DataError(
@@ -449,6 +532,7 @@ class SliceDataset(Dataset[Sample]):
                 "contrast": source.contrast,
                 "acceleration": acquired.acceleration,
                 "scale": acquired.scale,
+                **({} if self.augment is None else {"augmentation": flips}),
             },
         )
         return sample if self.patch_size is None else self._cut_patch(sample, self.patch_size, source.path)

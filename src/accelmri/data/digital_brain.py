@@ -257,7 +257,9 @@ class PulseSequence:
         e^{−TE/T2}`` (ideal pulses, TE ≪ TR). Fat suppression is applied by the caller (it is tissue-specific).
 
         Args:
-            pd, t1_ms, t2_ms: broadcastable float tensors (relative PD, T1 and T2 in ms).
+            pd: relative proton density, a broadcastable float tensor.
+            t1_ms: T1 in ms, a broadcastable float tensor.
+            t2_ms: T2 in ms, a broadcastable float tensor.
 
         Returns:
             The signal, broadcast shape, float.
@@ -769,7 +771,8 @@ def subject_parameters(subject: int, seed: int = 0, tissue_jitter: float = _TISS
     configuration.
 
     Args:
-        subject, seed: non-negative ints.
+        subject: the subject index, a non-negative int.
+        seed: the data set's seed, a non-negative int.
         tissue_jitter: half-width ``e`` of the per-tissue scale ``U(1 − e, 1 + e)`` (:attr:`Realism.tissue_jitter`);
             it scales the same uniform draws, so the other parameters do not depend on it.
 
@@ -860,8 +863,10 @@ class TextureField:
 
         Args:
             origin_mm: ``(S, 3)`` float, the point of pixel ``(0, 0)`` of every slice, mm.
-            step_h_mm, step_w_mm: ``(3,)`` float, the displacement of one pixel along ``h`` and along ``w``, mm.
-            height, width: the grid size.
+            step_h_mm: ``(3,)`` float, the displacement of one pixel along ``h``, mm.
+            step_w_mm: ``(3,)`` float, the displacement of one pixel along ``w``, mm.
+            height: the grid's number of rows.
+            width: the grid's number of columns.
 
         Returns:
             ``(S, height, width)`` float32.

@@ -21,6 +21,10 @@ HDF5 file with ``kspace`` ``(C, H, W)`` (readout ``H`` oversampled, e.g. 640 × 
 Scores are then fastMRI's ``evaluate.py`` (:mod:`accelmri.metrics`, per volume, ``maxval = target.max()``).
 fastMRI's U-Net transform also clamps its normalised images to ±6; this dataset does not (the clamp is a training
 choice of that model, not part of the benchmark).
+
+Test/challenge files (already undersampled: a ``mask`` dataset, no target) are refused by the dataset;
+:func:`challenge_sample` puts their slices through steps 2–3 with the file's own mask instead of step 1
+(``accelmri restore`` writes fastMRI's submission layout from them).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from accelmri.physics.coils import rss
 from accelmri.physics.fft import ifft2c
 from accelmri.physics.masks import fastmri_mask, fastmri_volume_seed, realised_acceleration
 
-__all__ = ["FastMRIProtocolDataset", "fastmri_center_crop", "fastmri_crop_size"]
+__all__ = ["FastMRIProtocolDataset", "challenge_sample", "fastmri_center_crop", "fastmri_crop_size"]
 
 
 def fastmri_center_crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -142,12 +146,7 @@ class FastMRIProtocolDataset(Dataset[Sample]):
         width = file.kspace_shape[-1]
         mask, n_low = fastmri_mask(self.mask_type, self.center_fractions, self.accelerations,
                                    (file.kspace_shape[-2], width, 2), seed=seed)
-        columns = mask.reshape(width).clone()
-        if file.acquired_columns is not None:
-            left, right = file.acquired_columns
-            columns[: max(left, 0)] = 0
-            columns[max(right, 0) :] = 0
-        return columns, n_low
+        return _unmask_padding(file, mask.reshape(width)), n_low
 
     def __getitem__(self, item: int) -> Sample:
         volume, index = self.slices[item]
@@ -159,35 +158,101 @@ class FastMRIProtocolDataset(Dataset[Sample]):
         columns, n_low = self.mask(file, seed)
         if not columns.any():
             raise DataError(source.path, "the mask samples no column inside the encoding limits")
-        masked = kspace * columns + 0.0
         crop = fastmri_crop_size(file)
-        lr_input = _magnitude(fastmri_center_crop(ifft2c(masked), crop))
         lr_target = _magnitude(fastmri_center_crop(ifft2c(kspace), crop))
         target = lr_target if target_np is None else fastmri_center_crop(torch.from_numpy(target_np), crop)
-        mean, std = normalization_statistics(lr_input, self.normalization)
+        return _protocol_sample(source, index, kspace, columns, n_low, self.normalization, target, lr_target)
 
-        def normalize(image: torch.Tensor) -> torch.Tensor:
-            return ((image - mean) / std).to(torch.float32)[None]
 
-        return Sample(
-            target=normalize(target),
-            lr_input=normalize(lr_input),
-            lr_target=normalize(lr_target),
-            kspace=(masked / std).to(torch.complex64),
-            mask=columns.expand(kspace.shape[-2], -1)[None].contiguous(),
-            norm_mean=torch.tensor(mean, dtype=torch.float32),
-            norm_std=torch.tensor(std, dtype=torch.float32),
-            meta={
-                "file": str(source.path),
-                "slice": index,
-                "subject": source.subject,
-                "contrast": source.contrast,
-                "acceleration": realised_acceleration(columns[None]),
-                "scale": 1,
-                "num_low_frequencies": n_low,
-                "crop_size": crop,
-            },
-        )
+def challenge_sample(source: SliceSource, index: int, normalization: Normalization = "scale") -> Sample:
+    """Slice ``index`` of a fastMRI test/challenge file through fastMRI's data path with the file's own mask.
+
+    The k-space is masked with the file's ``mask`` dataset
+    (:meth:`~accelmri.data.readers.fastmri.FastMRIFile.read_mask`; no second mask), with the columns outside the
+    header's ``encodingLimits`` unmasked as in fastMRI's ``VarNetDataTransform``; the zero-filled image is cropped
+    to :func:`fastmri_crop_size` (the file's ``recon_size``, 320 × 320) as in :class:`FastMRIProtocolDataset`.
+    There is no ground truth: ``target`` is zeros and ``lr_target`` equals ``lr_input`` (as
+    :meth:`~accelmri.data.sample.Sample.from_tensors` does).
+
+    Args:
+        source: a :class:`~accelmri.data.readers.fastmri.FastMRIFile` source with
+            :attr:`~accelmri.data.readers.fastmri.FastMRIFile.challenge` set.
+        index: the slice.
+        normalization: ``"scale"`` or ``"meanstd"`` (the checkpoint's ``data.normalization``).
+
+    Returns:
+        A :class:`~accelmri.data.sample.Sample` with the fields of :class:`FastMRIProtocolDataset`: images
+        ``(1, h, w)`` float32 on the crop grid, ``kspace`` ``(C, H, W)`` complex64 and ``mask`` ``(1, H, W)`` on the
+        acquired grid; ``meta["num_low_frequencies"]`` is the file's ``num_low_frequency`` attribute (``None``
+        without it).
+
+    Raises:
+        DataError: naming the file: not a fastMRI test/challenge file, a bad ``mask``, a mask without a column
+            inside the encoding limits, no recon size, or an unreadable slice.
+    """
+    file = source.volume
+    if not isinstance(file, FastMRIFile) or not file.challenge:
+        raise DataError(source.path, "not a fastMRI test/challenge file (no 'mask' dataset)")
+    kspace_np, _ = file.read_slice(index)
+    kspace = torch.from_numpy(np.ascontiguousarray(kspace_np))
+    columns = _unmask_padding(file, torch.from_numpy(file.read_mask()))
+    if not columns.any():
+        raise DataError(source.path, "its 'mask' samples no column inside the encoding limits")
+    n_low = file.attrs.get("num_low_frequency")
+    return _protocol_sample(source, index, kspace, columns, None if n_low is None else int(n_low), normalization)
+
+
+def _unmask_padding(file: FastMRIFile, columns: torch.Tensor) -> torch.Tensor:
+    """``columns`` ``(W,)`` with the columns outside the file's ``encodingLimits`` set to 0 (a copy)."""
+    columns = columns.clone()
+    if file.acquired_columns is not None:
+        left, right = file.acquired_columns
+        columns[: max(left, 0)] = 0
+        columns[max(right, 0) :] = 0
+    return columns
+
+
+def _protocol_sample(
+    source: SliceSource,
+    index: int,
+    kspace: torch.Tensor,
+    columns: torch.Tensor,
+    n_low: int | None,
+    normalization: Normalization,
+    target: torch.Tensor | None = None,
+    lr_target: torch.Tensor | None = None,
+) -> Sample:
+    """Steps 2–4 of the module docstring for one slice: ``kspace`` ``(C, H, W)`` masked by ``columns`` ``(W,)``,
+    zero-filled, cropped; ``target`` / ``lr_target`` ``(h, w)`` in the file's units (``None``: no ground truth,
+    ``target`` zeros and ``lr_target`` the zero-filled image)."""
+    file = source.volume
+    masked = kspace * columns + 0.0
+    crop = fastmri_crop_size(file)
+    lr_input = _magnitude(fastmri_center_crop(ifft2c(masked), crop))
+    mean, std = normalization_statistics(lr_input, normalization)
+
+    def normalize(image: torch.Tensor) -> torch.Tensor:
+        return ((image - mean) / std).to(torch.float32)[None]
+
+    return Sample(
+        target=torch.zeros(1, *crop) if target is None else normalize(target),
+        lr_input=normalize(lr_input),
+        lr_target=normalize(lr_input if lr_target is None else lr_target),
+        kspace=(masked / std).to(torch.complex64),
+        mask=columns.expand(kspace.shape[-2], -1)[None].contiguous(),
+        norm_mean=torch.tensor(mean, dtype=torch.float32),
+        norm_std=torch.tensor(std, dtype=torch.float32),
+        meta={
+            "file": str(source.path),
+            "slice": index,
+            "subject": source.subject,
+            "contrast": source.contrast,
+            "acceleration": realised_acceleration(columns[None]),
+            "scale": 1,
+            "num_low_frequencies": n_low,
+            "crop_size": crop,
+        },
+    )
 
 
 def _magnitude(coil_images: torch.Tensor) -> torch.Tensor:

@@ -1,13 +1,15 @@
 """Write the digital brain to disk as a fastMRI-layout data set (``accelmri simulate``).
 
-Output folder, per subject ``K`` (``0 … subjects − 1``) and contrast ``C``:
+Output folder ``OUT`` (layout :data:`LAYOUT_VERSION`), per subject ``K`` (``0 … subjects − 1``) and contrast ``C``:
 
-* ``brain_sub{K:03d}_{C}.h5``: fastMRI HDF5 (:func:`accelmri.data.readers.fastmri.write_fastmri`): ``kspace``
-  ``(S, coils, H, W)`` complex64 (``(S, H, W)`` for one coil), ``reconstruction_rss`` (``reconstruction_esc`` for
-  one coil) ``(S, H, W)`` float32, the RSS magnitude (``|x|`` for one coil) *of the stored noisy k-space*, so a
-  perfect reconstruction of ``kspace`` scores perfectly under fastMRI's evaluation, and
-  ``reconstruction_noise_free``, the same magnitude without the noise (what the digital brain is);
-  ``ismrmrd_header`` with encoded and recon matrix
+* ``multicoil/brain_sub{K:03d}_{C}.h5`` (``singlecoil/`` for one coil, :func:`kspace_folder`; fastMRI's challenge
+  names, in a folder that holds only these files, so fastMRI's ``SliceDataset(root=OUT/multicoil,
+  challenge="multicoil")`` opens it as it opens ``knee/multicoil_val``): fastMRI HDF5
+  (:func:`accelmri.data.readers.fastmri.write_fastmri`): ``kspace`` ``(S, coils, H, W)`` complex64 (``(S, H, W)``
+  for one coil), ``reconstruction_rss`` (``reconstruction_esc`` for one coil) ``(S, H, W)`` float32, the RSS
+  magnitude (``|x|`` for one coil) *of the stored noisy k-space*, so a perfect reconstruction of ``kspace`` scores
+  perfectly under fastMRI's evaluation, and ``reconstruction_noise_free``, the same magnitude without the noise
+  (what the digital brain is); ``ismrmrd_header`` with encoded and recon matrix
   ``(H, W, 1)``, field of view ``(fov, fov, slice thickness)`` mm and ``S`` slices; root attributes
   ``acquisition`` (the contrast name), ``patient_id`` (``brain_sub{K:03d}``), ``max`` and ``norm`` of the target,
   and the sequence timing ``tr_ms``, ``te_ms`` (and ``ti_ms`` for FLAIR) and ``noise_std`` this subject and
@@ -17,11 +19,12 @@ Output folder, per subject ``K`` (``0 … subjects − 1``) and contrast ``C``:
   to it (:attr:`~accelmri.data.digital_brain.BrainSubject.misregistration`): ``reference_shift_mm`` ``[x, y]``,
   ``reference_shift_px`` ``[h, w]``, ``reference_rotation_deg``, ``reference_slice_thickness_mm``,
   ``reference_noise_scale`` and ``reference_resample_offset_px`` ``[h, w]``.
-* with ``nifti``: ``brain_sub{K:03d}_{C}.nii.gz``, the same (noisy) target magnitude with the voxel → RAS affine
-  (:func:`accelmri.data.readers.nifti.write_nifti`), so the NIfTI readers and world-coordinate pairing apply.
+* with ``nifti``: ``nifti/brain_sub{K:03d}_{C}.nii.gz``, the same (noisy) target magnitude with the voxel → RAS
+  affine (:func:`accelmri.data.readers.nifti.write_nifti`), so the NIfTI readers and world-coordinate pairing apply.
 * with two or more contrasts, ``pairs.csv``: the fastMRI multi-contrast split layout of MINet / SANet / MTrans
   (:func:`accelmri.data.pairing.pairs_from_csv`), **without a header row**, one row ``reference_file,target_file``
-  per subject and target contrast (subject-major), file names relative to the folder. The **first** contrast
+  per subject and target contrast (subject-major), paths relative to ``OUT`` (``multicoil/brain_sub000_PD.h5``,
+  :func:`~accelmri.data.pairing.pairs_from_csv` resolves them against the CSV's folder). The **first** contrast
   given is the reference (the role of PD in ``PD_file, PDFS_file``), every other contrast is a target: with
   ``contrasts=("PD", "PDFS")`` the file is exactly the fastMRI PD → FS-PD layout. No header because the fastMRI
   CSVs have none and a header such as ``T1_file,T2_file`` could not be told from file names. All contrasts of a
@@ -52,15 +55,41 @@ from accelmri.data.readers.nifti import write_nifti
 from accelmri.physics.coils import rss
 from accelmri.physics.fft import ifft2c
 
-__all__ = ["PAIRS_FILE", "simulate_dataset", "subject_file_stem"]
+__all__ = [
+    "LAYOUT_VERSION",
+    "NIFTI_FOLDER",
+    "PAIRS_FILE",
+    "kspace_folder",
+    "simulate_dataset",
+    "simulated_file",
+    "subject_file_stem",
+]
 
-#: Name of the multi-contrast pairing CSV.
+#: Name of the multi-contrast pairing CSV (at the top of the output folder).
 PAIRS_FILE = "pairs.csv"
+
+#: Folder of the NIfTI files inside the output folder.
+NIFTI_FOLDER = "nifti"
+
+#: Version of the output folder layout: 1 had every file at the top; 2 puts the ``.h5`` files in
+#: :func:`kspace_folder` and the NIfTI files in :data:`NIFTI_FOLDER` (fastMRI's ``SliceDataset`` opens the former).
+LAYOUT_VERSION = 2
 
 
 def subject_file_stem(subject: int, contrast: str) -> str:
     """File name stem of one subject and contrast, e.g. ``brain_sub003_T2``."""
     return f"brain_sub{subject:03d}_{contrast}"
+
+
+def kspace_folder(coils: int) -> str:
+    """The folder of the ``.h5`` files inside the output folder: ``multicoil``, or ``singlecoil`` for one coil."""
+    return "multicoil" if coils > 1 else "singlecoil"
+
+
+def simulated_file(out_dir: str | os.PathLike[str], subject: int, contrast: str, coils: int) -> Path:
+    """The ``.h5`` file of one subject and (canonical) contrast in an output folder of :func:`simulate_dataset`,
+    e.g. ``OUT/multicoil/brain_sub003_T2.h5``."""
+    return Path(out_dir) / kspace_folder(coils) / f"{subject_file_stem(subject, contrast)}.h5"
 
 
 def simulate_dataset(
@@ -103,7 +132,7 @@ def simulate_dataset(
 
     Returns:
         The written files, in order: per subject and contrast the ``.h5`` (then the ``.nii.gz``), then
-        ``pairs.csv``.
+        ``pairs.csv`` (paths as in the module docstring).
 
     Raises:
         FileExistsError: ``out_dir`` is a non-empty folder and ``overwrite`` is false.
@@ -135,8 +164,8 @@ def simulate_dataset(
     try:
         names_written = _write_all(staging, names, coils, subjects, size, slices, noise_std, seed, nifti, cache_dir,
                                    realism, names[0] if reference is not None else None)
-        out.mkdir(exist_ok=True)
         for name in names_written:
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
             os.replace(staging / name, out / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -163,7 +192,12 @@ def _write_all(
     realism: Realism,
     reference: str | None,
 ) -> list[str]:
-    """Generate and write every file into ``folder``; returns the file names in write order."""
+    """Generate and write every file into ``folder`` (the module docstring's layout); returns the paths relative to
+    ``folder`` (POSIX strings) in write order."""
+    h5_folder = kspace_folder(coils)
+    (folder / h5_folder).mkdir()
+    if nifti:
+        (folder / NIFTI_FOLDER).mkdir()
     written: list[str] = []
     pairs: list[tuple[str, str]] = []
     realism_json = json.dumps(realism.to_dict(), sort_keys=True)
@@ -194,14 +228,15 @@ def _write_all(
                     attrs[f"reference_{key}"] = applied[key]
             kspace = brain.kspace[contrast].numpy()
             target = _magnitude(brain.kspace[contrast]).numpy()
-            write_fastmri(folder / f"{stem}.h5", kspace if coils > 1 else kspace[:, 0], target, attrs, header,
+            h5_file = f"{h5_folder}/{stem}.h5"
+            write_fastmri(folder / h5_file, kspace if coils > 1 else kspace[:, 0], target, attrs, header,
                           extra={"reconstruction_noise_free": brain.targets[contrast].numpy()})
-            written.append(f"{stem}.h5")
+            written.append(h5_file)
             if nifti:
-                write_nifti(folder / f"{stem}.nii.gz", target, brain.affine)
-                written.append(f"{stem}.nii.gz")
-        reference_file = f"{subject_file_stem(subject, contrasts[0])}.h5"
-        pairs.extend((reference_file, f"{subject_file_stem(subject, c)}.h5") for c in contrasts[1:])
+                write_nifti(folder / NIFTI_FOLDER / f"{stem}.nii.gz", target, brain.affine)
+                written.append(f"{NIFTI_FOLDER}/{stem}.nii.gz")
+        reference_file = f"{h5_folder}/{subject_file_stem(subject, contrasts[0])}.h5"
+        pairs.extend((reference_file, f"{h5_folder}/{subject_file_stem(subject, c)}.h5") for c in contrasts[1:])
         del brain, kspace, target  # free this subject (≈ 0.3 GB at 256², 8 coils) before the next
     if pairs:
         with (folder / PAIRS_FILE).open("w", newline="") as handle:

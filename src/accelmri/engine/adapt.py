@@ -225,12 +225,13 @@ def _adaptation_loss(config: ExperimentConfig, device: torch.device) -> tuple[Co
 
 
 def _optimizer(config: ExperimentConfig, model: nn.Module, lr: float, source: str) -> torch.optim.Optimizer:
-    """Adam at ``lr`` with the checkpoint's settings (the trainer's builder); ``param_lr`` groups scaled alike."""
+    """Adam (AdamW for an ``adamw`` checkpoint) at ``lr`` with the checkpoint's settings (the trainer's builder);
+    ``param_lr`` groups scaled alike."""
     from accelmri.engine.trainer import build_optimizer
 
     settings = config.optimizer
     ratio = lr / settings.lr
-    scaled = replace(settings, name="adam", lr=lr,
+    scaled = replace(settings, name="adamw" if settings.name == "adamw" else "adam", lr=lr,
                      param_lr={prefix: value * ratio for prefix, value in settings.param_lr.items()})
     return build_optimizer(scaled, model, "optimizer", source)
 

@@ -9,11 +9,14 @@ Data sources (``data.source.kind``):
   The reference contrast, if any, is simulated first and gets the realism's ``reference_*`` imperfections. A
   list of reference contrasts (randomised reference) is one such folder per reference contrast
   (:func:`brain_sources`); every target volume is then paired with each of them.
-* ``files``: a fastMRI pairing CSV (one for all splits, or one per split), an IXI folder, or explicit paths.
+* ``files``: a fastMRI pairing CSV (one for all splits, or one per split), an IXI folder, a data folder (an
+  ``accelmri simulate`` output or a folder of fastMRI files; one for all splits, or one per split), or explicit
+  paths.
 
 Splits are made by subject (:func:`accelmri.data.splits.split_subjects`) or, for single-subject data, by slab
 (:func:`accelmri.data.splits.split_by_slab`). The training set draws fresh masks (and, with ``data.patch_size``,
-random patches); validation and test masks are fixed per slice and they see whole slices.
+random patches; with ``data.augment``, random flips/rotations before the acquisition); validation and test masks are
+fixed per slice and they see whole, unaugmented slices.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from accelmri.data.errors import DataError
 from accelmri.data.fastmri_protocol import FastMRIProtocolDataset
 from accelmri.data.pairing import ContrastPair, align_reference, pairs_from_csv, pairs_from_ixi
 from accelmri.data.sample import collate
-from accelmri.data.simulate import simulate_dataset, subject_file_stem
+from accelmri.data.simulate import LAYOUT_VERSION, PAIRS_FILE, kspace_folder, simulate_dataset, simulated_file
 from accelmri.data.splits import SPLIT_NAMES, split_by_slab, split_subjects
 from accelmri.data.volume import ImageVolume
 from accelmri.engine.config import ConfigError, DataConfig, DigitalBrainSource, FileEntry, ModelConfig
@@ -62,8 +65,9 @@ def _brain_parameters(brain: DigitalBrainSource) -> dict[str, object]:
     """The parameters that determine a digital brain's files, as JSON types (they key the cache folder's hash and
     are the marker's content, compared after a JSON round trip, so lists, never tuples).
 
-    ``realism`` is left out when it is off: those files are bit-identical to the ones written before realism
-    existed, so their folders (hash) and markers stay valid.
+    ``realism`` is left out when it is off (those files are bit-identical to the ones written before realism
+    existed); ``layout`` is the folder layout of :func:`~accelmri.data.simulate.simulate_dataset`
+    (:data:`~accelmri.data.simulate.LAYOUT_VERSION`), so folders of an older layout are simulated anew.
     """
     parameters = asdict(brain)
     parameters.pop("dir")
@@ -73,6 +77,7 @@ def _brain_parameters(brain: DigitalBrainSource) -> dict[str, object]:
         parameters.pop("realism")
     else:
         parameters["realism"] = brain.realism.to_dict()
+    parameters["layout"] = LAYOUT_VERSION
     return json.loads(json.dumps(parameters))
 
 
@@ -127,6 +132,11 @@ def _prepare_brain(brain: DigitalBrainSource, source: str) -> None:
             found = json.loads(marker.read_text())
         except (OSError, ValueError) as err:
             raise ConfigError(source, "data.source.dir", f"{marker}: unreadable marker ({err})") from err
+        if isinstance(found, dict) and found.get("layout") != LAYOUT_VERSION and (
+                {**found, "layout": LAYOUT_VERSION} == parameters):
+            raise ConfigError(source, "data.source.dir", f"{folder} holds this digital brain in the file layout of "
+                              "an older accelmri (every file at the top); delete the folder to simulate it again, "
+                              "or choose another dir")
         if found != parameters:
             raise ConfigError(source, "data.source.dir", f"{folder} holds a digital brain with other parameters "
                               f"({found}); choose another dir")
@@ -151,12 +161,12 @@ def _entries(config: DataConfig, split: str) -> tuple[list[_Entry], bool]:
                 name = f"brain_sub{subject:03d}"
                 for brain in brain_sources(data):  # one per reference contrast (a randomised reference: several)
                     folder = digital_brain_dir(brain)
-                    target = folder / f"{subject_file_stem(subject, contrast)}.h5"
+                    target = simulated_file(folder, subject, contrast, brain.coils)
                     if brain.reference is None:
                         entries.append((target, name, contrast))
                         continue
                     reference = canonical_contrast(brain.reference)
-                    entries.append(ContrastPair(target, folder / f"{subject_file_stem(subject, reference)}.h5",
+                    entries.append(ContrastPair(target, simulated_file(folder, subject, reference, brain.coils),
                                                 name, contrast, reference, "index"))
         return entries, False
     if isinstance(data.csv, dict):
@@ -165,7 +175,32 @@ def _entries(config: DataConfig, split: str) -> tuple[list[_Entry], bool]:
         return list(pairs_from_csv(data.csv)), False
     if data.ixi is not None:
         return list(pairs_from_ixi(data.ixi, data.ixi_target, data.ixi_reference)), False
+    if isinstance(data.dir, dict):
+        return (_folder_entries(Path(data.dir[split]).expanduser()) if split in data.dir else []), True
+    if data.dir is not None:
+        return _folder_entries(Path(data.dir).expanduser()), False
     return [_path_entry(entry) for entry in data.paths], False
+
+
+def _folder_entries(folder: Path) -> list[_Entry]:
+    """The volumes of ``data.source.dir``: the pairs of its ``pairs.csv`` (an ``accelmri simulate`` folder; the
+    contrasts are read from the files), else its ``.h5`` files and those of its ``multicoil/`` / ``singlecoil/``
+    folder (fastMRI's ``knee/multicoil_val``, a single-contrast simulation), by name.
+
+    Raises:
+        DataError: the folder is missing or holds neither.
+    """
+    if not folder.is_dir():
+        raise DataError(folder, "data.source.dir: no such folder")
+    if (folder / PAIRS_FILE).is_file():
+        return [replace(pair, target_contrast="", reference_contrast="")
+                for pair in pairs_from_csv(folder / PAIRS_FILE)]
+    files = [path for where in (folder, folder / kspace_folder(2), folder / kspace_folder(1))
+             for path in sorted(where.glob("*.h5")) if not path.name.startswith(".")]
+    if not files:
+        raise DataError(folder, f"data.source.dir holds no {PAIRS_FILE} and no .h5 files (nor in its "
+                        f"{kspace_folder(2)}/ or {kspace_folder(1)}/ folder)")
+    return [(path, path.name.split(".")[0], None) for path in files]
 
 
 def _path_entry(entry: FileEntry) -> _Entry:
@@ -197,13 +232,13 @@ def _open(entry: _Entry, use_reference: bool) -> tuple[SliceSource, SliceSource 
 
 
 def build_dataset(config: DataConfig, split: str, source: str = "<config>") -> SliceDataset | FastMRIProtocolDataset:
-    """The :class:`SliceDataset` of one split (``train`` draws random masks and ``data.patch_size`` patches;
-    ``val``/``test`` have fixed masks and whole slices), or with ``data.protocol: fastmri`` the
-    :class:`~accelmri.data.fastmri_protocol.FastMRIProtocolDataset` (``val``/``test``: one mask per volume, seeded
-    from the file name as fastMRI does).
+    """The :class:`SliceDataset` of one split (``train`` draws random masks, ``data.patch_size`` patches and
+    ``data.augment`` flips/rotations; ``val``/``test`` have fixed masks and whole, unaugmented slices), or with
+    ``data.protocol: fastmri`` the :class:`~accelmri.data.fastmri_protocol.FastMRIProtocolDataset`
+    (``val``/``test``: one mask per volume, seeded from the file name as fastMRI does).
 
     Call :func:`prepare_data` first for a digital brain. The dataset may be empty (a zero split ratio, or a split
-    without a CSV in ``data.source.csv``).
+    without a CSV or folder in ``data.source.csv`` / ``dir``).
 
     Raises:
         ValueError: ``split`` is not train, val or test.
@@ -245,6 +280,7 @@ def build_dataset(config: DataConfig, split: str, source: str = "<config>") -> S
             train=split == "train",
             crop=config.crop,
             patch_size=config.patch_size if split == "train" else None,
+            augment=config.augment if split == "train" else None,
             sens_maps=config.sens_maps,
             normalization=config.normalization,
             slices=slices,

@@ -8,7 +8,9 @@ key                     value
 ``format``              :data:`CHECKPOINT_FORMAT`
 ``version``             the accelmri version that wrote it
 ``config``              the resolved experiment config (:meth:`~accelmri.engine.config.ExperimentConfig.to_dict`)
-``model``               the model's ``state_dict``
+``model``               the model's ``state_dict`` (with ``trainer.ema``: of the weights' moving average)
+``training_model``      with ``trainer.ema`` only: the optimiser's own (non-averaged) weights, for resuming
+``ema_updates``         with ``trainer.ema`` only: the number of averaging updates done (int)
 ``discriminator``       the GAN discriminator's ``state_dict`` (or ``None``)
 ``optimizers``          ``{"model": ..., "discriminator": ...}`` optimiser ``state_dict`` s
 ``schedulers``          the same for the learning-rate schedulers (``None`` without a schedule)

@@ -25,7 +25,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from accelmri.data.datasets import check_task
+from accelmri.data.datasets import Augmentation, check_task
 from accelmri.data.digital_brain import REALISM_PRESETS, Realism, RealismError, canonical_contrast
 from accelmri.data.errors import DataError
 from accelmri.losses import LOSSES, PRESETS
@@ -137,7 +137,7 @@ class FileEntry:
 
 @dataclass(frozen=True)
 class FilesSource:
-    """User files: exactly one of a fastMRI pairing CSV, an IXI folder, or a list of paths.
+    """User files: exactly one of a fastMRI pairing CSV, an IXI folder, a data folder, or a list of paths.
 
     Attributes:
         kind: ``"files"``.
@@ -146,6 +146,10 @@ class FilesSource:
         ixi: folder of IXI NIfTI files ``IXI<ID>-<Site>-<Num>-<contrast>.nii.gz``.
         ixi_target: IXI target contrast.
         ixi_reference: IXI reference contrast.
+        dir: a folder: the output of ``accelmri simulate`` (its ``pairs.csv``, else its ``multicoil/`` or
+            ``singlecoil/`` ``.h5`` files) or a folder of fastMRI ``.h5`` files (``knee/multicoil_val``), split
+            subject-wise (the pair's reference file, else each file is a subject); or a mapping ``{train: DIR,
+            val: DIR, test: DIR}`` of predefined splits (fastMRI's ``multicoil_train`` / ``multicoil_val``).
         paths: volumes as paths (``"target.h5"``) or mappings ``{target, reference, subject}``.
         use_reference: load the reference contrast of CSV/IXI pairs (``False``: single-contrast data).
     """
@@ -155,6 +159,7 @@ class FilesSource:
     ixi: str | None = None
     ixi_target: str = "T2"
     ixi_reference: str = "PD"
+    dir: str | dict[str, str] | None = None
     paths: tuple[FileEntry, ...] = ()
     use_reference: bool = True
 
@@ -241,6 +246,9 @@ class DataConfig:
             test score whole slices. ``None`` trains on whole slices.
         sens_maps: ``"espirit"`` to estimate coil maps (multi-coil data), or ``None``.
         normalization: ``"scale"`` or ``"meanstd"`` (:class:`~accelmri.data.datasets.SliceDataset`).
+        augment: random flips / 90° rotations of the training slices' HR images before the acquisition
+            (:class:`~accelmri.data.datasets.Augmentation`: ``{hflip, vflip, rot90}``, all ``false`` by default;
+            ``rot90`` makes half turns only on non-square slices); validation and test are never augmented.
         batch_size: training slices per batch and per process.
         val_batch_size: slices per batch in validation/evaluation (default ``batch_size``).
         num_workers: DataLoader worker processes.
@@ -255,6 +263,7 @@ class DataConfig:
     patch_size: tuple[int, int] | None = None
     sens_maps: Literal["espirit"] | None = None
     normalization: Literal["scale", "meanstd"] = "scale"
+    augment: Augmentation = field(default_factory=Augmentation)
     batch_size: int = 1
     val_batch_size: int | None = None
     num_workers: int = 0
@@ -311,18 +320,19 @@ class OptimizerConfig:
     """An optimiser (``torch.optim``).
 
     Attributes:
-        name: ``adam`` or ``rmsprop``.
+        name: ``adam``, ``adamw`` (Adam with decoupled weight decay, ``torch.optim.AdamW``) or ``rmsprop``.
         lr: learning rate.
-        betas: Adam's ``(β1, β2)``.
+        betas: Adam's and AdamW's ``(β1, β2)``.
         eps: numerical-stability term.
-        weight_decay: L2 penalty.
+        weight_decay: L2 penalty (``adam``, ``rmsprop``); AdamW's decoupled decay rate (``adamw``: 0 unless given,
+            not torch's default 0.01).
         alpha: RMSprop's smoothing constant.
         momentum: RMSprop's momentum.
         param_lr: learning rates of parameter groups by module-name prefix, e.g. ``{backbone: 1.0e-4}``
             (FASR-Net's texture extractor); the other parameters use ``lr``.
     """
 
-    name: Literal["adam", "rmsprop"] = "adam"
+    name: Literal["adam", "adamw", "rmsprop"] = "adam"
     lr: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
@@ -336,19 +346,34 @@ class OptimizerConfig:
 class SchedulerConfig:
     """A learning-rate schedule.
 
+    ``cosine`` and ``linear`` (``LambdaLR``) warm up linearly over ``W`` scheduler steps and then decay to
+    ``min_lr`` at the end of the run: after ``t`` scheduler steps (``t`` optimiser steps with ``interval: step``,
+    ``t`` epochs with ``interval: epoch``) a parameter group with base rate ``lr`` uses ``lr·(t + 1)/W`` for
+    ``t < W``, then ``min_lr + (lr − min_lr)·d(p)`` with ``p = min(1, (t − W)/(T − W))`` and ``d(p) = (1 +
+    cos(π·p))/2`` (cosine) or ``1 − p`` (linear); ``T`` is the run's length in the same units (``trainer.max_steps``,
+    or ``max_epochs`` × batches per epoch; in epochs rounded up). ``T`` and ``W`` are fixed when the run starts
+    and stored with the scheduler in ``last.pt``: a resumed run that trains longer stays at ``min_lr``.
+
     Attributes:
-        name: ``none``, ``step`` (``StepLR``) or ``multistep`` (``MultiStepLR``).
+        name: ``none``, ``step`` (``StepLR``), ``multistep`` (``MultiStepLR``), ``cosine`` or ``linear``.
         step_size: period of ``step`` in ``interval`` units.
         milestones: the ``multistep`` milestones in ``interval`` units.
-        gamma: multiplicative decay.
+        gamma: multiplicative decay (``step``, ``multistep``).
         interval: ``epoch`` or ``step`` (optimiser steps).
+        warmup_steps: ``W`` in optimiser steps (``cosine``/``linear`` with ``interval: step``).
+        warmup_epochs: ``W`` in epochs (``cosine``/``linear``; with ``interval: step`` × batches per epoch).
+        min_lr: the final learning rate of ``cosine``/``linear`` (absolute, the same for every parameter group; below
+            every group's ``lr``).
     """
 
-    name: Literal["none", "step", "multistep"] = "none"
+    name: Literal["none", "step", "multistep", "cosine", "linear"] = "none"
     step_size: int | None = None
     milestones: tuple[int, ...] = ()
     gamma: float = 0.1
     interval: Literal["epoch", "step"] = "epoch"
+    warmup_steps: int | None = None
+    warmup_epochs: int | None = None
+    min_lr: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -373,6 +398,14 @@ class TrainerConfig:
         out_dir: the run folder (``last.pt``, ``best.pt``, ``metrics.jsonl``, ``config.yaml``, TensorBoard logs).
         monitor: validation metric that selects ``best.pt``: ``psnr``, ``ssim`` or ``nmse``.
         progress_bar: show a progress bar with ETA on rank 0.
+        ema: decay ``β`` of an exponential moving average of the model's weights and buffers (e.g. ``0.999``),
+            updated after every optimiser step (``ema ← β·ema + (1 − β)·weights``, starting from the weights after
+            the first step); validation scores it and checkpoints store it as ``model``. ``None``: no average.
+        loggers: where the scalars (and validation images) go: ``tensorboard`` (``<out_dir>/tensorboard``), ``csv``
+            (``<out_dir>/csv/metrics.csv``), ``wandb`` (``pip install 'accelmri[wandb]'``), ``mlflow`` (``pip
+            install 'accelmri[mlflow]'``); at least one.
+        logger_options: constructor arguments per logger (Lightning's ``WandbLogger`` / ``MLFlowLogger``), e.g.
+            ``{wandb: {project: mri, offline: true}}``.
     """
 
     max_epochs: int | None = None
@@ -391,6 +424,9 @@ class TrainerConfig:
     out_dir: str = "runs/experiment"
     monitor: Literal["psnr", "ssim", "nmse"] = "psnr"
     progress_bar: bool = True
+    ema: float | None = None
+    loggers: tuple[Literal["tensorboard", "csv", "wandb", "mlflow"], ...] = ("tensorboard",)
+    logger_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def world_size(self) -> int:
@@ -661,6 +697,7 @@ def _check(config: ExperimentConfig) -> None:
         if optimizer is not None and not optimizer.lr > 0:
             raise ConfigError(source, f"{key}.lr", f"must be > 0, got {optimizer.lr}")
     _check_scheduler(config.scheduler, source)
+    _check_min_lr(config, source)
     _check_trainer(config.trainer, source)
 
 
@@ -736,6 +773,9 @@ def _check_fastmri_protocol(data: DataConfig, source: str) -> None:
         if getattr(data, name) is not None:
             raise ConfigError(source, f"data.{name}", "not used by data.protocol: fastmri (it crops to each file's "
                               "recon_size after reconstruction); remove it")
+    if data.augment.enabled:
+        raise ConfigError(source, "data.augment", "not used by data.protocol: fastmri (the leaderboard's data are "
+                          "not augmented); remove it")
     if data.source.kind == "files" and data.source.use_reference and (data.source.csv or data.source.ixi):
         raise ConfigError(source, "data.source.use_reference", "data.protocol: fastmri is single-contrast; set "
                           "use_reference: false")
@@ -785,13 +825,15 @@ def _check_digital_brain(brain: DigitalBrainSource, crop: tuple[int, int] | None
 
 
 def _check_files(files: FilesSource, source: str) -> None:
-    given = [name for name in ("csv", "ixi", "paths") if getattr(files, name)]
+    given = [name for name in ("csv", "ixi", "dir", "paths") if getattr(files, name)]
     if len(given) != 1:
-        raise ConfigError(source, "data.source", f"give exactly one of csv, ixi or paths (got {given or 'none'})")
-    if isinstance(files.csv, dict):
-        unknown = sorted(set(files.csv) - {"train", "val", "test"})
+        raise ConfigError(source, "data.source", f"give exactly one of csv, ixi, dir or paths (got {given or 'none'})")
+    for name in ("csv", "dir"):
+        value = getattr(files, name)
+        unknown = sorted(set(value) - {"train", "val", "test"}) if isinstance(value, dict) else []
         if unknown:
-            raise ConfigError(source, f"data.source.csv.{unknown[0]}", "split CSVs are keyed train, val and test")
+            kind = "CSVs" if name == "csv" else "folders"
+            raise ConfigError(source, f"data.source.{name}.{unknown[0]}", f"split {kind} are keyed train, val and test")
 
 
 def _check_model(config: ExperimentConfig, source: str) -> None:
@@ -836,6 +878,36 @@ def _check_scheduler(scheduler: SchedulerConfig, source: str) -> None:
         raise ConfigError(source, "scheduler.milestones", "a multistep scheduler needs milestones >= 1")
     if not scheduler.gamma > 0:
         raise ConfigError(source, "scheduler.gamma", f"must be > 0, got {scheduler.gamma}")
+    warmups = {name: getattr(scheduler, name) for name in ("warmup_steps", "warmup_epochs")}
+    if scheduler.name not in ("cosine", "linear"):
+        for name, value in {**warmups, "min_lr": scheduler.min_lr or None}.items():
+            if value is not None:
+                raise ConfigError(source, f"scheduler.{name}", f"is for the cosine and linear schedules, not "
+                                  f"{scheduler.name!r}; remove it or set scheduler.name")
+        return
+    if None not in warmups.values():
+        raise ConfigError(source, "scheduler.warmup_steps", "give at most one of warmup_steps or warmup_epochs")
+    for name, value in warmups.items():
+        if value is not None and value < 0:
+            raise ConfigError(source, f"scheduler.{name}", f"must be >= 0, got {value}")
+    if scheduler.warmup_steps is not None and scheduler.interval == "epoch":
+        raise ConfigError(source, "scheduler.warmup_steps", "a schedule stepped per epoch (scheduler.interval: "
+                          "epoch) warms up in epochs: use warmup_epochs, or set scheduler.interval: step")
+    if scheduler.min_lr < 0:
+        raise ConfigError(source, "scheduler.min_lr", f"must be >= 0, got {scheduler.min_lr}")
+
+
+def _check_min_lr(config: ExperimentConfig, source: str) -> None:
+    """``scheduler.min_lr`` must lie below every learning rate it decays (both optimisers, ``param_lr`` groups)."""
+    if not config.scheduler.min_lr:
+        return
+    rates = {"optimizer.lr": config.optimizer.lr,
+             **{f"optimizer.param_lr.{k}": v for k, v in config.optimizer.param_lr.items()}}
+    if config.loss.adversarial and config.discriminator_optimizer is not None:
+        rates["discriminator_optimizer.lr"] = config.discriminator_optimizer.lr
+    for key, rate in rates.items():
+        if config.scheduler.min_lr >= rate:
+            raise ConfigError(source, "scheduler.min_lr", f"{config.scheduler.min_lr} must be below {key} {rate}")
 
 
 def _check_trainer(trainer: TrainerConfig, source: str) -> None:
@@ -855,3 +927,13 @@ def _check_trainer(trainer: TrainerConfig, source: str) -> None:
         raise ConfigError(source, "trainer.seed", f"must be >= 0, got {trainer.seed}")
     if not trainer.out_dir:
         raise ConfigError(source, "trainer.out_dir", "must not be empty")
+    if trainer.ema is not None and not 0 < trainer.ema < 1:
+        raise ConfigError(source, "trainer.ema", f"the average's decay must be in (0, 1), e.g. 0.999; got "
+                          f"{trainer.ema}")
+    if not trainer.loggers or len(set(trainer.loggers)) != len(trainer.loggers):
+        raise ConfigError(source, "trainer.loggers", f"give distinct loggers, at least one; got "
+                          f"{list(trainer.loggers)}")
+    for name in trainer.logger_options:
+        if name not in trainer.loggers or name not in ("wandb", "mlflow"):
+            raise ConfigError(source, f"trainer.logger_options.{name}", f"options are for the wandb and mlflow "
+                              f"loggers listed in trainer.loggers {list(trainer.loggers)}")

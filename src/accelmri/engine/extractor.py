@@ -52,9 +52,14 @@ def digital_brain_pairs(
 
     Args:
         subjects: subject indices (≥ 0).
-        target_contrast, reference_contrast: digital-brain contrast names.
+        target_contrast: the target's digital-brain contrast name.
+        reference_contrast: the reference's digital-brain contrast name.
         scale: SR scale ``s`` (dividing ``size``).
-        size, slices, noise_std, seed, cache_dir: as :func:`~accelmri.data.digital_brain.digital_brain_subject`.
+        size: as :func:`~accelmri.data.digital_brain.digital_brain_subject`.
+        slices: as :func:`~accelmri.data.digital_brain.digital_brain_subject`.
+        noise_std: as :func:`~accelmri.data.digital_brain.digital_brain_subject`.
+        seed: as :func:`~accelmri.data.digital_brain.digital_brain_subject`.
+        cache_dir: as :func:`~accelmri.data.digital_brain.digital_brain_subject`.
 
     Returns:
         ``(queries, keys)``, each ``(len(subjects)·slices, 1, size, size)`` float32.

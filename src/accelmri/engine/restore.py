@@ -17,7 +17,9 @@ Two modes:
 * **degraded** (``degrade=True``, evaluation on fully sampled data): the checkpoint's
   :class:`~accelmri.physics.degrade.Acquisition` degrades the input first, with the fixed per-slice masks of
   evaluation (:class:`~accelmri.data.datasets.SliceDataset`, ``train=False``), and the output is on the input's
-  own grid, directly comparable with it.
+  own grid, directly comparable with it. A checkpoint of ``data.protocol: fastmri`` degrades fastMRI files
+  through that protocol instead (:class:`~accelmri.data.fastmri_protocol.FastMRIProtocolDataset`: fastMRI's
+  per-volume mask) and its output is the file's ``recon_size`` crop, comparable with the file's target.
 
 Geometry of the HR grid (acquired mode, :func:`restored_affine`): the voxel size is divided by ``s`` in-plane and
 the field of view keeps its size. The models relate the grids by centred k-space truncation
@@ -26,18 +28,29 @@ the field of view keeps its size. The models relate the grids by centred k-space
 ``(h' − N // 2) / s + n // 2`` (``h' / s`` for even ``n``). The restored content is at these positions; the
 "outer voxel edges coincide" convention would place it ``(s − 1) / 2`` HR voxels off. The slice axis is kept.
 
-Outputs (one per input, named ``<input stem>_restored<suffix>`` in an output folder, or the ``out`` file itself
-for a single input):
+Outputs (one per input, named ``<input stem>_restored<suffix>`` (challenge files: the input's name) in an output
+folder, or the ``out`` file itself for a single input):
 
 * NIfTI input → NIfTI float32 (``.nii.gz`` or ``.nii`` like the input), the affine of :func:`restored_affine`
   (acquired) or the input's (degraded);
-* DICOM series folder → NIfTI ``.nii.gz`` with the series' affine converted to RAS and updated the same way (a
-  NIfTI is written, not a DICOM series: one file with exact geometry);
+* DICOM series folder → a derived DICOM series, the folder ``<folder name>_restored`` with one file per slice
+  (:func:`~accelmri.data.readers.dicom_writer.write_dicom_series`: new Series/SOP Instance UIDs, ImageType
+  ``DERIVED\\SECONDARY``, patient/study/acquisition tags copied, SeriesDescription ``"<original> accelmri <model>
+  <s>x"`` (`` degraded`` appended in degraded mode), Image Plane geometry from the same affine a NIfTI output
+  carries, unsigned 16-bit pixels with RescaleSlope/RescaleIntercept); with ``dicom_as_nifti`` or a
+  ``.nii``/``.nii.gz`` ``out`` file name, a NIfTI ``.nii.gz`` with the series' affine converted to RAS and
+  updated as for NIfTI inputs;
 * fastMRI / ISMRMRD HDF5 and twix ``.dat`` → fastMRI-layout HDF5 with a ``reconstruction`` dataset
   ``(S, H, W)`` float32 (the fastMRI submission layout) and root attributes ``max``, ``norm`` (of the
   reconstruction), the input's ``acquisition`` and ``patient_id`` where present, and ``accelmri_checkpoint``,
   ``accelmri_model``, ``accelmri_scale``, ``accelmri_mode``, ``accelmri_adapt_steps``. The image covers the whole
   k-space field of view (no readout-oversampling crop).
+* fastMRI test/challenge file (a ``mask`` dataset: already undersampled, no target) → fastMRI's submission layout:
+  a file of the **same name** in the output folder, ``reconstruction`` ``(S, h, w)`` float32 cropped to the
+  file's ``recon_size`` (320 × 320) with fastMRI's centre crop, the attributes above. Acquired mode only, a
+  reconstruction checkpoint (scale 1), no reference: each slice goes through fastMRI's data path with the file's
+  own mask (:func:`~accelmri.data.fastmri_protocol.challenge_sample`: no second mask; the zero-filled input is
+  cropped before the model, k-space models crop their output), whatever the checkpoint's ``data.protocol``.
 
 A reference contrast (multi-contrast models) is put on the target grid with
 :func:`~accelmri.data.pairing.align_reference` when both are image files: in acquired mode the target grid is the
@@ -60,10 +73,11 @@ target, and its degradation by the checkpoint's own acquisition the input. The n
 checkpoint's weights; the checkpoint file is only read.
 
 Safety: inputs, references and the checkpoint are never overwritten (an output that resolves to one of them, or
-lies inside an input DICOM folder, is refused); existing outputs are refused without ``overwrite``; all paths are
-checked before any volume is read; then every input and reference is read and checked (sizes, a reference that
-leaves a slice mostly uncovered (:data:`MIN_SLICE_COVERAGE`), the model's fields) before the first output is
-written, and each output appears atomically once its volume is restored.
+lies inside an input DICOM folder, or an output folder that holds an input, is refused); existing outputs are
+refused without ``overwrite``; all paths are checked before any volume is read; then every input and reference
+is read and checked (sizes, a reference that leaves a slice mostly uncovered (:data:`MIN_SLICE_COVERAGE`), the
+model's fields) before the first output is written, and each output appears atomically once its volume is
+restored (a DICOM series folder whole, through :func:`~accelmri.io.atomic_folder`).
 """
 
 from __future__ import annotations
@@ -80,9 +94,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from accelmri.data.datasets import SliceDataset, SliceSource, open_source
+from accelmri.data.datasets import SliceDataset, SliceSource, open_source, refuse_challenge_file
 from accelmri.data.errors import DataError
+from accelmri.data.fastmri_protocol import FastMRIProtocolDataset, challenge_sample, fastmri_crop_size
 from accelmri.data.pairing import align_reference
+from accelmri.data.readers.dicom_writer import write_dicom_series
 from accelmri.data.readers.fastmri import FastMRIFile
 from accelmri.data.readers.nifti import write_nifti
 from accelmri.data.sample import Sample, collate
@@ -142,10 +158,11 @@ def restored_affine(affine: np.ndarray, scale: int, shape: tuple[int, int]) -> n
 # ------------------------------------------------------------------------------------------------------- paths
 
 
-def _output_suffix(path: Path) -> str:
-    """The suffix of the output written for ``path``; refuses paths that are not a supported input."""
+def _output_suffix(path: Path, dicom_as_nifti: bool = False) -> str:
+    """The suffix of the output written for ``path`` (``""``: a DICOM series folder written as a DICOM series
+    folder); refuses paths that are not a supported input."""
     if path.is_dir():
-        return ".nii.gz"
+        return ".nii.gz" if dicom_as_nifti else ""
     if not path.is_file():
         raise DataError(path, "no such file or folder")
     name = path.name.lower()
@@ -166,22 +183,25 @@ def _stem(path: Path) -> str:
     return name
 
 
-def _output_paths(inputs: Sequence[Path], out: Path) -> list[Path]:
-    """One output path per input: ``out`` itself (a single input and a file name), else files in folder ``out``."""
-    suffixes = [_output_suffix(path) for path in inputs]
+def _output_paths(inputs: Sequence[Path], out: Path, dicom_as_nifti: bool = False) -> list[Path]:
+    """One output path per input: ``out`` itself (a single input and a file name), else files (a DICOM series:
+    folders) in folder ``out``. A ``.nii``/``.nii.gz`` file name restores a DICOM series to NIfTI."""
+    suffixes = [_output_suffix(path, dicom_as_nifti) for path in inputs]
     lower = out.name.lower()
     if not out.is_dir() and lower.endswith((*_NIFTI_SUFFIXES, *_HDF5_SUFFIXES)):
         if len(inputs) != 1:
             raise ValueError(f"{out}: a file name as output takes one input, got {len(inputs)}; give a folder")
-        wants_nifti = suffixes[0] in _NIFTI_SUFFIXES
+        wants_nifti = suffixes[0] in (*_NIFTI_SUFFIXES, "")
         if wants_nifti != lower.endswith(_NIFTI_SUFFIXES):
-            kind = "a NIfTI (.nii/.nii.gz)" if wants_nifti else "an HDF5 (.h5)"
-            raise ValueError(f"{out}: {inputs[0]} is restored to {kind} file")
+            kind = ("a DICOM series (give an output folder) or a NIfTI (.nii/.nii.gz) file" if suffixes[0] == "" else
+                    "a NIfTI (.nii/.nii.gz) file" if wants_nifti else "an HDF5 (.h5) file")
+            raise ValueError(f"{out}: {inputs[0]} is restored to {kind}")
         return [out]
     if out.exists() and not out.is_dir():
         raise DataError(out, "exists and is not a folder: --out takes an output folder, or for one input a new "
                         ".nii/.nii.gz/.h5 file name")
-    outputs = [out / f"{_stem(path)}_restored{suffix}" for path, suffix in zip(inputs, suffixes, strict=True)]
+    outputs = [out / (path.name if _is_challenge_file(path) else f"{_stem(path)}_restored{suffix}")
+               for path, suffix in zip(inputs, suffixes, strict=True)]
     seen: dict[Path, Path] = {}
     for path, output in zip(inputs, outputs, strict=True):
         if output in seen:
@@ -190,8 +210,21 @@ def _output_paths(inputs: Sequence[Path], out: Path) -> list[Path]:
     return outputs
 
 
+def _is_challenge_file(path: Path) -> bool:
+    """Whether ``path`` is a fastMRI test/challenge file (HDF5 with ``kspace`` and ``mask``); unreadable files are
+    not (they are refused when read)."""
+    if not path.is_file() or not path.name.lower().endswith(_HDF5_SUFFIXES):
+        return False
+    try:
+        with h5py.File(path, "r") as file:
+            return "kspace" in file and "mask" in file
+    except OSError:
+        return False
+
+
 def _check_outputs(outputs: Sequence[Path], protected: Sequence[Path], overwrite: bool) -> None:
-    """Refuse outputs that are inputs (or inside an input folder) and, without ``overwrite``, existing outputs."""
+    """Refuse outputs that are inputs (or inside an input folder, or an output folder holding an input) and,
+    without ``overwrite``, existing outputs."""
     resolved = {path.resolve(): path for path in protected}
     for output in outputs:
         target = output.resolve()
@@ -201,6 +234,8 @@ def _check_outputs(outputs: Sequence[Path], protected: Sequence[Path], overwrite
         for source, path in resolved.items():
             if path.is_dir() and target.is_relative_to(source):
                 raise DataError(output, f"lies inside the input folder {path}; choose another output")
+            if source.is_relative_to(target):  # a DICOM output folder replaced with --overwrite would delete it
+                raise DataError(output, f"holds {path}, an input of this restore; choose another output")
         if output.exists() and not overwrite:
             raise FileExistsError(f"{output}: already exists (pass overwrite / --overwrite to replace it)")
 
@@ -391,6 +426,27 @@ def _write_hdf5(path: Path, image: np.ndarray, attrs: dict[str, object], overwri
         file.attrs.update({"max": float(image.max()), "norm": float(np.linalg.norm(image)), **attrs})
 
 
+def _write_dicom(
+    path: Path,
+    image: np.ndarray,
+    affine: np.ndarray,
+    source: SliceSource,
+    config: ExperimentConfig,
+    checkpoint: str | Path,
+    degrade: bool,
+    adapt_steps: int,
+    overwrite: bool,
+) -> None:
+    """The restored volume as a derived series of the input DICOM series, in folder ``path`` (atomically)."""
+    scale, name = config.data.acquisition.scale, config.model.name
+    mode = "degraded" if degrade else "acquired"
+    derivation = (f"accelmri restore ({mode} mode): {name}, {config.data.task}, scale {scale}, checkpoint "
+                  f"{Path(checkpoint).name}" + (f", adapted {adapt_steps} steps" if adapt_steps else ""))
+    write_dicom_series(path, image, affine, source.path, str(source.volume.attrs["series_uid"]),
+                       description=f"accelmri {name} {scale}x" + (" degraded" if degrade else ""),
+                       derivation=derivation, overwrite=overwrite)
+
+
 def _as_paths(reference: str | Path | Sequence[str | Path] | None, count: int) -> list[Path | None]:
     if reference is None:
         return [None] * count
@@ -432,7 +488,16 @@ def _plan(config: ExperimentConfig, source: SliceSource, reference: Path | None,
     count = source.num_slices
     volume = source.volume
     make_sample: Callable[[int], Sample]
-    if degrade:
+    if degrade and data.protocol == "fastmri":
+        if reference is not None:
+            raise DataError(reference, "data.protocol: fastmri is single-contrast: restore without --reference")
+        fractions, accelerations = data.acquisition.fastmri_lists
+        protocol = FastMRIProtocolDataset([source], data.acquisition.mask_kind, fractions, accelerations,
+                                          normalization=data.normalization)
+        guide, affine, make_sample = None, None, protocol.__getitem__
+        expected = fastmri_crop_size(volume)
+    elif degrade:
+        refuse_challenge_file(source)
         if height % scale or width % scale:
             raise DataError(source.path, f"scale {scale} of the checkpoint does not divide the slice size "
                             f"{height}x{width}; crop or pad the volume first")
@@ -444,6 +509,15 @@ def _plan(config: ExperimentConfig, source: SliceSource, reference: Path | None,
                                slices=[(0, index) for index in range(count)])
         make_sample = dataset.__getitem__
         expected, affine = (height, width), None if grid is None else grid.affine
+    elif isinstance(volume, FastMRIFile) and volume.challenge:
+        if scale != 1 or reference is not None:
+            raise DataError(source.path, "a fastMRI test/challenge file is reconstructed at its own resolution "
+                            f"without a reference; this checkpoint has scale {scale}"
+                            + ("" if reference is None else " and a reference was given")
+                            + ": use a reconstruction checkpoint (data.acquisition.scale 1) and no --reference")
+        guide, affine = None, None
+        expected = fastmri_crop_size(volume)
+        make_sample = partial(challenge_sample, source, normalization=data.normalization)
     else:
         expected, affine, grid = (scale * height, scale * width), None, None
         if isinstance(volume, ImageVolume):
@@ -501,6 +575,7 @@ def restore(
     adapt_steps: int = 0,
     adapt_lr: float | None = None,
     progress: bool = False,
+    dicom_as_nifti: bool = False,
 ) -> list[Path]:
     """Restore files with a trained checkpoint (see the module docstring for modes, geometry and outputs).
 
@@ -510,7 +585,8 @@ def restore(
             with on the same input, e.g. ``OUT/configs/sr2x_bicubic.yaml`` of ``accelmri demo``).
         inputs: NIfTI files, DICOM series folders, fastMRI/ISMRMRD ``.h5`` files or twix ``.dat`` files.
         out: output folder (created), or with a single input the output file (``.nii``/``.nii.gz`` for image
-            inputs, ``.h5`` for k-space inputs).
+            inputs, ``.h5`` for k-space inputs). A DICOM series is written as the series folder
+            ``<out>/<folder name>_restored`` (or, given a ``.nii``/``.nii.gz`` name, as that NIfTI file).
         reference: the reference contrast: one path per input (same order), or one path for a single input.
         degrade: degrade the (fully sampled) inputs with the checkpoint's acquisition first; the output is then
             on the input's grid.
@@ -528,9 +604,11 @@ def restore(
             seconds spent are logged (``logging.info`` on ``accelmri.engine.adapt``).
         adapt_lr: the adaptation's Adam learning rate; ``None`` = 0.1 × the checkpoint's ``optimizer.lr``.
         progress: show a progress bar (slices restored, elapsed, ETA) on stderr.
+        dicom_as_nifti: write DICOM series inputs as NIfTI ``<folder name>_restored.nii.gz`` instead of a derived
+            DICOM series.
 
     Returns:
-        The written files, one per input, in input order.
+        The written files (DICOM series: folders), one per input, in input order.
 
     Warns:
         ContrastMismatchWarning: once per input whose known contrast (or its reference's) differs from the one
@@ -540,7 +618,8 @@ def restore(
         DataError: a missing, unsupported or unreadable input or reference (naming it), an output that is an
             input, a scale that does not divide an input's size (degraded mode), a reference that does not cover
             the target (or leaves one of its slices mostly uncovered) or is not on its grid, a model needing a
-            field the inputs cannot give, or a bad checkpoint;
+            field the inputs cannot give, or a bad checkpoint; a fastMRI test/challenge file with ``degrade``, a
+            scale other than 1 or a reference, or a bad ``mask`` dataset;
             with ``adapt_steps > 0``, a task other than ``super_resolution`` or a model without trainable
             parameters (naming the checkpoint, before any input is read).
         FileExistsError: an output exists and ``overwrite`` is false (checked before any work).
@@ -551,7 +630,7 @@ def restore(
         raise ValueError("restore needs at least one input")
     sources = [Path(p) for p in inputs]
     references = _as_paths(reference, len(sources))
-    outputs = _output_paths(sources, Path(out))
+    outputs = _output_paths(sources, Path(out), dicom_as_nifti)
     for path in references:
         if path is not None:
             _output_suffix(path)
@@ -588,7 +667,9 @@ def restore(
                 plan = _plan(config, source, ref_path, degrade)
                 image = _restore_volume(model, config, plan, target_device, precision, adapt_steps, adapt_lr,
                                         lambda n: display.advance(task, n))
-            if plan.affine is not None:
+            if plan.affine is not None and not output.name.lower().endswith(_NIFTI_SUFFIXES):  # a DICOM series
+                _write_dicom(output, image, plan.affine, source, config, checkpoint, degrade, adapt_steps, overwrite)
+            elif plan.affine is not None:
                 write_nifti(output, image, plan.affine, overwrite=overwrite)
             else:
                 attrs: dict[str, object] = {key: source.volume.attrs[key] for key in ("acquisition", "patient_id")

@@ -3,8 +3,11 @@
 :func:`train` builds the data sets of a config (subject-wise split; fixed validation masks), the model from the
 registry (refusing a dataset that lacks a field the model needs), the loss (:func:`accelmri.losses.build_loss`,
 plus a discriminator with its own optimiser when the loss has an ``adversarial`` term: paper 001's GAN), the
-optimisers and schedulers, and trains with Fabric's precision (autocast), gradient clipping, TensorBoard logs and
-a progress bar with ETA on rank 0.
+optimisers and schedulers (:func:`build_optimizer`, :func:`build_scheduler`: Adam, AdamW, RMSprop; step,
+multistep, cosine and linear warm-up schedules), and trains with Fabric's precision (autocast), gradient clipping,
+an optional moving average of the weights (``trainer.ema``: ``torch.optim.swa_utils.AveragedModel``, validated and
+saved as the checkpoint's ``model``), the loggers of ``trainer.loggers`` (TensorBoard, CSV, W&B, MLflow; scalars and
+validation images) and a progress bar with ETA on rank 0.
 
 Reproducibility: the weights are initialised from ``trainer.seed``; the order of the training slices of epoch
 ``e`` is a permutation seeded from ``(seed, e)`` (sharded over processes like ``DistributedSampler``), and every
@@ -20,10 +23,11 @@ so the numbers equal a single-process evaluation of the same weights. Every vali
 :class:`TrainingDivergedError` before anything is saved, so ``last.pt`` stays the last good state.
 
 Run folder (``trainer.out_dir``): ``config.yaml`` (resolved config), ``last.pt``, ``best.pt``,
-``metrics.jsonl`` (one JSON record per logged step and per validation) and ``tensorboard/``. A run that stops
+``metrics.jsonl`` (one JSON record per logged step and per validation) and the loggers' folders
+(``tensorboard/``, ``csv/``, ``wandb/``, ``mlruns/``). A run that stops
 before its first checkpoint (an error, divergence, Ctrl-C) removes what it wrote, so the same command can be run
 again; a folder left by a run killed before its first checkpoint (only ``config.yaml``, ``metrics.jsonl`` and
-``tensorboard/``, no ``last.pt``) is started afresh too.
+the loggers' folders, no ``last.pt``) is started afresh too.
 
 Resuming (``resume=True``, or ``"auto"``: resume when ``last.pt`` exists, start afresh otherwise) keeps the run's
 settings: a config that differs from the stored one in anything but :data:`RESUME_CHANGEABLE` (how long to
@@ -38,11 +42,15 @@ signal's name; ``resume`` continues exactly where the uninterrupted run would ha
 from __future__ import annotations
 
 import contextlib
+import csv
+import importlib
+import importlib.util
 import json
 import math
 import shutil
 import signal
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,11 +60,12 @@ import numpy as np
 import torch
 import yaml
 from lightning.fabric import Fabric
-from lightning.fabric.loggers import TensorBoardLogger
+from lightning.fabric.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.fabric.strategies import DDPStrategy
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from accelmri.data.datasets import SliceDataset
@@ -78,6 +87,7 @@ from accelmri.engine.config import (
     ExperimentConfig,
     OptimizerConfig,
     SchedulerConfig,
+    TrainerConfig,
     parse_config,
 )
 from accelmri.engine.evaluate import NonFiniteOutputError, VolumeScore, autocast, score_volumes
@@ -93,6 +103,7 @@ __all__ = [
     "TrainResult",
     "TrainingDivergedError",
     "build_optimizer",
+    "build_scheduler",
     "build_training_loss",
     "train",
 ]
@@ -102,7 +113,7 @@ RESUME_CHANGEABLE = (
     "name", "description", "trainer.max_steps", "trainer.max_epochs", "trainer.val_every_epochs",
     "trainer.val_every_steps", "trainer.log_every", "trainer.progress_bar", "trainer.accelerator", "trainer.devices",
     "trainer.num_nodes", "trainer.strategy", "trainer.out_dir", "data.source.dir", "data.num_workers",
-    "data.val_batch_size",
+    "data.val_batch_size", "trainer.loggers", "trainer.logger_options",
 )
 
 #: Signals that make training save ``last.pt`` at the current step and stop (SLURM preemption and time limits).
@@ -112,7 +123,13 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 EXIT_PREEMPTED = 75
 
 #: What a run writes before its first checkpoint (removed again when it stops before one).
-_RUN_FILES = ("config.yaml", "metrics.jsonl", "tensorboard")
+_RUN_FILES = ("config.yaml", "metrics.jsonl", "tensorboard", "csv", "wandb", "mlruns")
+
+#: Validation images logged per validation (the central slice of the first validation volumes).
+VALIDATION_IMAGES = 3
+
+#: Amplification of the ``|error|`` panel of the validation images (same window as the images, × this).
+ERROR_GAIN = 5.0
 
 T = TypeVar("T")
 console = Console(stderr=True, soft_wrap=True)
@@ -174,7 +191,7 @@ def train(config: ExperimentConfig, resume: bool | Literal["auto"] = False) -> T
     if trainer.world_size > 1 or trainer.strategy != "auto":
         start = "spawn" if trainer.strategy == "ddp_spawn" else "popen"
         strategy = DDPStrategy(start_method=start, find_unused_parameters=trainer.find_unused_parameters)
-    logger = TensorBoardLogger(root_dir=trainer.out_dir, name="tensorboard", version="", default_hp_metric=False)
+    loggers = [_logger(name, trainer, config.name, config.source) for name in trainer.loggers]
     try:
         fabric = Fabric(
             accelerator=trainer.accelerator,
@@ -182,11 +199,62 @@ def train(config: ExperimentConfig, resume: bool | Literal["auto"] = False) -> T
             num_nodes=trainer.num_nodes,
             strategy=strategy,
             precision=trainer.precision,
-            loggers=logger,
+            loggers=loggers,
         )
     except (RuntimeError, ValueError) as err:  # e.g. accelerator "cuda" on a machine without GPU
         raise ConfigError(config.source, "trainer", str(err).strip().splitlines()[0]) from err
     return fabric.launch(_run, config, resume)
+
+
+def _logger(name: str, trainer: TrainerConfig, experiment: str, source: str) -> Logger:
+    """The Fabric logger ``name`` of ``trainer.loggers`` (W&B and MLflow imported only when chosen).
+
+    Raises:
+        ConfigError: W&B or MLflow chosen but not installed (naming the extra to install), or options their
+            constructor refuses.
+    """
+    run_dir = Path(trainer.out_dir)
+    if name == "tensorboard":
+        return TensorBoardLogger(root_dir=run_dir, name="tensorboard", version="", default_hp_metric=False)
+    if name == "csv":
+        return CSVLogger(root_dir=run_dir, name="csv", version="")
+    if importlib.util.find_spec(name) is None:
+        raise ConfigError(source, "trainer.loggers", f"{name} is not installed: pip install 'accelmri[{name}]' (or "
+                          "remove it from trainer.loggers)")
+    loggers = importlib.import_module("lightning.pytorch.loggers")  # Lightning's W&B/MLflow loggers fit Fabric
+    if name == "wandb":
+        factory, defaults = loggers.WandbLogger, {"name": experiment, "project": "accelmri", "save_dir": str(run_dir)}
+    else:
+        factory, defaults = loggers.MLFlowLogger, {"experiment_name": experiment, "save_dir": str(run_dir / "mlruns")}
+    try:
+        return factory(**{**defaults, **trainer.logger_options.get(name, {})})
+    except TypeError as err:
+        raise ConfigError(source, f"trainer.logger_options.{name}", str(err)) from err
+
+
+def _log_image(name: str, logger: Logger, tag: str, image: torch.Tensor, step: int) -> None:
+    """Log a grey-scale ``(H, W)`` image in ``[0, 1]`` to a logger of kind ``name`` (CSV keeps no images)."""
+    if name == "tensorboard":
+        logger.experiment.add_image(tag, image[None], global_step=step)
+    elif name == "wandb":
+        logger.log_image(key=tag, images=[image.numpy()], step=step)  # type: ignore[attr-defined]
+    elif name == "mlflow":
+        pixels = (image * 255).round().to(torch.uint8).numpy()
+        logger.experiment.log_image(logger.run_id, pixels, artifact_file=f"{tag}/step_{step:08d}.png")  # type: ignore[attr-defined]
+
+
+def _resume_csv(logger: CSVLogger, step: int) -> None:
+    """Keep the rows of ``csv/metrics.csv`` up to ``step`` (Fabric's CSV writer deletes an existing file when it
+    starts; the kept rows are written again with the next ones)."""
+    path = Path(logger.log_dir) / "metrics.csv"
+    rows: list[dict[str, str]] = []
+    if path.is_file():
+        with path.open(newline="") as handle:
+            rows = [{k: v for k, v in row.items() if v != ""} for row in csv.DictReader(handle)
+                    if int(row["step"]) <= step]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Experiment logs directory")
+        logger.experiment.metrics.extend(rows)
 
 
 def _run(fabric: Fabric, config: ExperimentConfig, resume: bool | Literal["auto"]) -> TrainResult:
@@ -329,17 +397,59 @@ def build_optimizer(config: OptimizerConfig, module: nn.Module, key: str, source
     if config.name == "adam":
         return torch.optim.Adam(param_groups, lr=config.lr, betas=config.betas, eps=config.eps,
                                 weight_decay=config.weight_decay)
+    if config.name == "adamw":
+        return torch.optim.AdamW(param_groups, lr=config.lr, betas=config.betas, eps=config.eps,
+                                 weight_decay=config.weight_decay)
     return torch.optim.RMSprop(param_groups, lr=config.lr, alpha=config.alpha, eps=config.eps,
                                weight_decay=config.weight_decay, momentum=config.momentum)
 
 
-def _scheduler(
-    config: SchedulerConfig, optimizer: torch.optim.Optimizer
+class _WarmupDecay:
+    """The ``cosine``/``linear`` factor of :class:`~accelmri.engine.config.SchedulerConfig` for one parameter group:
+    ``(t + 1)/W`` for ``t < W``, then ``floor + (1 − floor)·d(p)`` with ``floor = min_lr / lr``.
+
+    A callable object rather than a function: ``LambdaLR.state_dict`` keeps its attributes, so a resumed run keeps
+    the length ``T`` and warm-up ``W`` it started with.
+    """
+
+    def __init__(self, shape: str, warmup: int, length: int, floor: float) -> None:
+        self.shape, self.warmup, self.length, self.floor = shape, warmup, length, floor
+
+    def __call__(self, t: int) -> float:
+        if t < self.warmup:
+            return (t + 1) / self.warmup
+        progress = min(1.0, (t - self.warmup) / (self.length - self.warmup))
+        decay = (1 + math.cos(math.pi * progress)) / 2 if self.shape == "cosine" else 1 - progress
+        return self.floor + (1 - self.floor) * decay
+
+
+def build_scheduler(
+    config: SchedulerConfig, optimizer: torch.optim.Optimizer, steps: int, batches: int, source: str
 ) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The schedule of ``config`` (:class:`~accelmri.engine.config.SchedulerConfig`, which gives the ``cosine`` and
+    ``linear`` formulas) over ``optimizer``, for a run of ``steps`` optimiser steps with ``batches`` batches per epoch;
+    ``None`` for ``none``. Step it every ``config.interval``.
+
+    Raises:
+        ConfigError: a ``cosine``/``linear`` warm-up at least as long as the run.
+    """
     if config.name == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.step_size or 1, gamma=config.gamma)
     if config.name == "multistep":
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(config.milestones), gamma=config.gamma)
+    if config.name in ("cosine", "linear"):
+        per_epoch = config.interval == "epoch"
+        length, unit = (math.ceil(steps / batches), "epochs") if per_epoch else (steps, "steps")
+        if config.warmup_steps is not None:
+            warmup, key = config.warmup_steps, "scheduler.warmup_steps"
+        else:
+            warmup, key = (config.warmup_epochs or 0) * (1 if per_epoch else batches), "scheduler.warmup_epochs"
+        if warmup >= length:
+            raise ConfigError(source, key, f"the warm-up ({warmup} {unit}) must be shorter than the run ({length} "
+                              f"{unit})")
+        factors = [_WarmupDecay(config.name, warmup, length, config.min_lr / group["lr"])
+                   for group in optimizer.param_groups]
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
     return None
 
 
@@ -459,18 +569,6 @@ class _Training:
         for loss in self.losses.values():
             loss.to(fabric.device)
 
-        optimizer = build_optimizer(config.optimizer, self.model, "optimizer", self.source)
-        self.wrapped, self.optimizer = fabric.setup(_Forward(self.model), optimizer)
-        self.scheduler = _scheduler(config.scheduler, self.optimizer.optimizer)
-        self.d_optimizer: Any = None
-        self.d_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
-        if self.discriminator is not None:
-            self.discriminator.to(fabric.device)  # not DDP-wrapped: its gradients are averaged by hand
-            d_config = config.discriminator_optimizer or config.optimizer
-            key = "discriminator_optimizer" if config.discriminator_optimizer else "optimizer"
-            self.d_optimizer = fabric.setup_optimizers(build_optimizer(d_config, self.discriminator, key, self.source))
-            self.d_scheduler = _scheduler(config.scheduler, self.d_optimizer.optimizer)
-
         self.sampler = _EpochSampler(len(self.train_set), trainer.seed, fabric.global_rank, fabric.world_size,
                                      data.batch_size)
         self.loader = DataLoader(_SeededItems(self.train_set), batch_size=data.batch_size, sampler=self.sampler,
@@ -478,6 +576,24 @@ class _Training:
                                  generator=torch.Generator().manual_seed(trainer.seed))
         batches = self.sampler.batches_per_epoch
         self.total_steps = trainer.max_steps or (trainer.max_epochs or 0) * batches
+
+        optimizer = build_optimizer(config.optimizer, self.model, "optimizer", self.source)
+        self.wrapped, self.optimizer = fabric.setup(_Forward(self.model), optimizer)
+        self.scheduler = build_scheduler(config.scheduler, self.optimizer.optimizer, self.total_steps, batches,
+                                    self.source)
+        # The weights' moving average (trainer.ema): validated, and saved as the checkpoint's "model".
+        self.ema: AveragedModel | None = None
+        if trainer.ema is not None:
+            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(trainer.ema), use_buffers=True)
+        self.d_optimizer: Any = None
+        self.d_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+        if self.discriminator is not None:
+            self.discriminator.to(fabric.device)  # not DDP-wrapped: its gradients are averaged by hand
+            d_config = config.discriminator_optimizer or config.optimizer
+            key = "discriminator_optimizer" if config.discriminator_optimizer else "optimizer"
+            self.d_optimizer = fabric.setup_optimizers(build_optimizer(d_config, self.discriminator, key, self.source))
+            self.d_scheduler = build_scheduler(config.scheduler, self.d_optimizer.optimizer, self.total_steps, batches,
+                                          self.source)
 
         self.step = self.epoch = self.batch_in_epoch = 0
         self.last_saved_step: int | None = None
@@ -495,6 +611,11 @@ class _Training:
             self.wrote_run_files = True
             with atomic_output(self.run_dir / "config.yaml", overwrite=False) as tmp:
                 tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """The weights validated and saved as the checkpoint's ``model``: the moving average with ``trainer.ema``."""
+        return self.model if self.ema is None else self.ema.module
 
     def _remove_run_files(self) -> None:
         for name in _RUN_FILES:
@@ -528,7 +649,11 @@ class _Training:
                               f"{'; '.join(changes)}. A resumed run keeps its settings (only "
                               f"{', '.join(RESUME_CHANGEABLE[2:])} may change); to change them start a new run with "
                               "another trainer.out_dir")
-        load_weights(self.model, checkpoint["model"], path, self.config.model.name)
+        name = self.config.model.name
+        load_weights(self.model, checkpoint["training_model" if self.ema is not None else "model"], path, name)
+        if self.ema is not None:
+            load_weights(self.ema.module, checkpoint["model"], path, name)
+            self.ema.n_averaged.fill_(checkpoint["ema_updates"])
         self.optimizer.optimizer.load_state_dict(checkpoint["optimizers"]["model"])
         if self.scheduler is not None:
             load_scheduler_state(self.scheduler, checkpoint["schedulers"]["model"])
@@ -546,6 +671,9 @@ class _Training:
             console.print(f"[yellow]warning:[/yellow] {path} was written by {len(states)} processes, this run has "
                           f"{self.fabric.world_size}: the data order differs from an uninterrupted run")
         set_rng_state(states[self.fabric.global_rank] if len(states) == self.fabric.world_size else states[0])
+        for name, logger in zip(self.config.trainer.loggers, self.fabric.loggers, strict=True):
+            if name == "csv" and self.fabric.is_global_zero:
+                _resume_csv(logger, self.step)
         if self.fabric.is_global_zero and self.log_file.is_file():
             kept = [line for line in self.log_file.read_text().splitlines() if json.loads(line)["step"] <= self.step]
             with atomic_output(self.log_file, overwrite=True) as tmp:
@@ -555,9 +683,12 @@ class _Training:
         """The checkpoint content (collective: gathers every process's RNG state)."""
         states = _gather(self.fabric, rng_state())
         d_optimizer = self.d_optimizer.optimizer.state_dict() if self.d_optimizer is not None else None
+        ema = {} if self.ema is None else {"training_model": self.model.state_dict(),
+                                           "ema_updates": int(self.ema.n_averaged)}
         return {
             "config": self.config.to_dict(),
-            "model": self.model.state_dict(),
+            "model": self.evaluated.state_dict(),
+            **ema,
             "discriminator": self.discriminator.state_dict() if self.discriminator is not None else None,
             "optimizers": {"model": self.optimizer.optimizer.state_dict(), "discriminator": d_optimizer},
             "schedulers": {
@@ -606,6 +737,8 @@ class _Training:
             if norm is not None and not torch.isfinite(norm):
                 raise self._diverged(f"the gradient norm is {float(norm)}")
         self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         record = {"loss": float(mean), **{f"loss/{name}": float(value) for name, value in parts.items()},
                   "lr": self.optimizer.param_groups[0]["lr"]}
         if self.discriminator is not None:
@@ -635,7 +768,7 @@ class _Training:
         scored: list[list[VolumeScore]] = []
 
         def score() -> None:
-            scored.append(score_volumes(self.model, self.val_set, [self.val_volumes[i] for i in mine],
+            scored.append(score_volumes(self.evaluated, self.val_set, [self.val_volumes[i] for i in mine],
                                         batch_size=data.val_batch_size or data.batch_size,
                                         num_workers=data.num_workers, device=fabric.device,
                                         precision=self.config.trainer.precision))
@@ -658,12 +791,47 @@ class _Training:
         self.metrics = {"step": self.step, "summary": summary, "per_volume": [vars(s) for s in per_volume]}
         self.validated_step = self.step
         fabric.log_dict({f"val/{name}": values["mean"] for name, values in summary.items()}, step=self.step)
+        if fabric.is_global_zero and set(self.config.trainer.loggers) - {"csv"}:
+            for tag, image in self._validation_images().items():
+                for name, logger in zip(self.config.trainer.loggers, fabric.loggers, strict=True):
+                    _log_image(name, logger, tag, image, self.step)
         self._log({"step": self.step, "epoch": self.epoch, "split": "val",
                    **{name: values["mean"] for name, values in summary.items()}})
         if fabric.is_global_zero:
             console.print(f"step {self.step} (epoch {self.epoch}): validation over {len(per_volume)} volumes — "
                           f"PSNR {summary['psnr']['mean']:.2f} dB, SSIM {summary['ssim']['mean']:.4f}, "
                           f"NMSE {summary['nmse']['mean']:.5f}")
+
+    @torch.no_grad()
+    def _validation_images(self) -> dict[str, torch.Tensor]:
+        """``val/images/<file>_slice<k>``: input | output | target | ``|error|`` of the central slice of the first
+        :data:`VALIDATION_IMAGES` validation volumes, side by side, ``(H, 4·W)`` in ``[0, 1]`` on the CPU.
+
+        Original units, windowed to ``[0, max(target)]``; the input is the zero-filled (LR) magnitude, enlarged by
+        pixel replication to the target grid; ``|error| = |output − target|`` is shown × :data:`ERROR_GAIN`.
+        """
+        model, device = self.evaluated, self.fabric.device
+        was_training = model.training
+        model.eval()
+        images: dict[str, torch.Tensor] = {}
+        try:
+            for volume, items in self.val_volumes[:VALIDATION_IMAGES]:
+                item = items[len(items) // 2]
+                batch = collate([self.val_set[item]]).to(device)
+                with autocast(self.config.trainer.precision, device):
+                    output = model(batch).image
+                target = batch.denormalize(batch.target)
+                size = tuple(target.shape[-2:])
+                lr_input = torch.nn.functional.interpolate(batch.denormalize(batch.lr_input), size=size)
+                output = batch.denormalize(output.float())
+                error = (output - target).abs() * ERROR_GAIN
+                window = target.max().clamp_min(torch.finfo(target.dtype).tiny)
+                panel = torch.cat([lr_input, output, target, error], dim=-1)[0, 0] / window
+                name = f"{self.val_set.targets[volume].path.stem}_slice{self.val_set.slices[item][1]}"
+                images[f"val/images/{name}"] = panel.clamp(0, 1).float().cpu()
+        finally:
+            model.train(was_training)
+        return images
 
     def _checkpoint(self, validate: bool = True) -> None:
         """Validate (if not done at this step, and ``validate``) and save ``last.pt`` (and ``best.pt`` on
@@ -690,6 +858,8 @@ class _Training:
 
         _on_some_ranks(self.fabric, write, run_here=self.fabric.is_global_zero)
         self.last_saved_step = self.step
+        for logger in self.fabric.loggers:  # the logs on disk reach last.pt (the CSV logger buffers its rows)
+            logger.save()
 
     # -------------------------------------------------------------------------------------------- loop
 
@@ -728,6 +898,8 @@ class _Training:
                         self._checkpoint()
             stopped_by = signal.Signals(self.stop_signal).name if self.stop_signal is not None else None
             self._checkpoint(validate=stopped_by is None)
+        for logger in fabric.loggers:
+            logger.finalize("success")
         if stopped_by is not None and fabric.is_global_zero:
             console.print(f"{stopped_by}: stopped at step {self.step} (epoch {self.epoch}) and saved "
                           f"{self.run_dir / 'last.pt'}; continue with --resume (or --resume auto)")

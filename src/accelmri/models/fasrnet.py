@@ -127,7 +127,8 @@ class FASRNet(nn.Module):
         n_blocks: ResBlocks per stream of the fusion stages, LR first (paper ``(16, 8, 4)``; 2× uses the first 2).
         res_scale: ResBlock residual scaling (TTSR: 1).
         embed_channels: S-A word-embedding width.
-        use_sa, use_ma: the two halves of the flexible alignment (ablations "w/o S-A", "w/o M-A", Table III).
+        use_sa: the Single-Multi half of the flexible alignment (ablation "w/o S-A", Table III).
+        use_ma: the Multi-Multi half of the flexible alignment (ablation "w/o M-A", Table III).
         use_chpf: ``False`` = plain decoder: one stream, no cross-scale exchange (ablation "w/o CHPF").
         use_fa: ``False`` = plain cross-attention instead of FA: one search of 3×3 patches of the LR-grid level
             (TTSR; ablation "w/o FA"); ``use_sa``/``use_ma`` then do not apply.

@@ -31,8 +31,8 @@ class SenseOperator:
         sens_maps: complex coil sensitivities ``(..., C, H, W)``, or ``None`` for single-coil data.
 
     Raises:
-        TypeError: if ``sens_maps`` is real. ValueError: if the mask is not binary or the mask and
-        maps disagree in spatial size.
+        TypeError: if ``sens_maps`` is real.
+        ValueError: if the mask is not binary or the mask and maps disagree in spatial size.
     """
 
     def __init__(self, mask: torch.Tensor, sens_maps: torch.Tensor | None = None) -> None:

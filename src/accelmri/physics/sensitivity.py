@@ -334,7 +334,10 @@ def calibrated_espirit_maps(
     Args:
         kspace: ``(C, H, W)`` or ``(B, C, H, W)`` complex k-space measured with a mask whose centre is fully
             sampled (DC at ``(H // 2, W // 2)``); only the calibration block is read.
-        center_fraction, mask_kind, lines: the mask, as :func:`espirit_calibration` takes them.
+        center_fraction: the mask's centre fraction, as :func:`espirit_calibration` takes it.
+        mask_kind: the mask's kind, as :func:`espirit_calibration` takes it.
+        lines: the fully sampled centre columns (overriding ``center_fraction``), as :func:`espirit_calibration`
+            takes them.
 
     Returns:
         ``(C, H, W)`` or ``(B, C, H, W)`` complex64 maps, ``Σ_c |S_c|² = 1`` inside the object, 0 outside

@@ -6,7 +6,8 @@ Readers (every bad-input case raises :class:`~accelmri.data.errors.DataError` na
   :func:`read_fastmri` → :class:`KspaceVolume`; :func:`write_fastmri`, :func:`make_ismrmrd_header`.
 - :mod:`.nifti`: NIfTI ``.nii``/``.nii.gz`` magnitude volumes (IXI names give contrast and subject ID) —
   :func:`read_nifti` → :class:`ImageVolume`; :func:`write_nifti`, :func:`ixi_subject_id`.
-- :mod:`.dicom`: one DICOM series per folder — :func:`read_dicom_series` → :class:`ImageVolume`.
+- :mod:`.dicom`: one DICOM series per folder — :func:`read_dicom_series` → :class:`ImageVolume`;
+  :mod:`.dicom_writer`: :func:`write_dicom_series`, a derived series of a source series (``accelmri restore``).
 - :mod:`.ismrmrd`: ISMRMRD raw ``.h5``, fully sampled Cartesian 2-D — :func:`read_ismrmrd_kspace` →
   :class:`KspaceVolume`; :func:`write_ismrmrd_kspace` (optional dependency ``ismrmrd``).
 - :mod:`.twix`: Siemens raw ``.dat``, one fully sampled Cartesian 2-D frame — :func:`read_twix_kspace` →
@@ -25,6 +26,7 @@ import h5py
 from ..errors import DataError
 from ..volume import ImageVolume, KspaceVolume
 from .dicom import read_dicom_series
+from .dicom_writer import write_dicom_series
 from .fastmri import FastMRIFile, make_ismrmrd_header, open_hdf5, read_fastmri, write_fastmri
 from .ismrmrd import read_ismrmrd_kspace, write_ismrmrd_kspace
 from .nifti import ixi_subject_id, read_nifti, write_nifti
@@ -40,6 +42,7 @@ __all__ = [
     "read_nifti",
     "read_twix_kspace",
     "read_volume",
+    "write_dicom_series",
     "write_fastmri",
     "write_ismrmrd_kspace",
     "write_nifti",

@@ -222,6 +222,30 @@ class FastMRIFile:
             raise DataError(self.path, f"'{self.target_key}' slice {index} contains NaN or Inf")
         return (kspace if self.multicoil else kspace[None]), target
 
+    def read_mask(self) -> np.ndarray:
+        """The phase-encode lines a test/challenge file was acquired with (:attr:`challenge`).
+
+        Returns:
+            Its ``mask`` dataset as ``(W,)`` float32 of 0 and 1 (``W`` the k-space width).
+
+        Raises:
+            DataError: naming the file, if it has no ``mask`` dataset, or the mask is not ``W`` values of 0 and 1
+                with at least one 1.
+        """
+        file = self._file()
+        dataset = file.get("mask")
+        if not isinstance(dataset, h5py.Dataset):
+            raise DataError(self.path, "no 'mask' dataset: not a fastMRI test/challenge file")
+        width = self.kspace_shape[-1]
+        try:
+            mask = np.asarray(dataset[()], dtype=np.float32).reshape(-1)
+        except (OSError, TypeError, ValueError) as err:
+            raise DataError(self.path, f"cannot read 'mask' ({err})") from err
+        if mask.size != width or not np.isin(mask, (0.0, 1.0)).all() or not mask.any():
+            raise DataError(self.path, f"'mask' of shape {dataset.shape} is not {width} values of 0 and 1 (one per "
+                            "phase-encode column of 'kspace', at least one 1)")
+        return mask
+
     def close(self) -> None:
         """Close this process's handle, if open (reads re-open it)."""
         if self.is_open:

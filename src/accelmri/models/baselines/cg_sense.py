@@ -27,7 +27,7 @@ from accelmri.physics.operators import cg_sense
 if TYPE_CHECKING:
     from accelmri.data.sample import Sample
 
-__all__ = ["CGSense", "coil_maps"]
+__all__ = ["CGSense", "coil_maps", "crop_to_target"]
 
 
 def coil_maps(batch: Sample, model_name: str) -> torch.Tensor:
@@ -45,13 +45,30 @@ def coil_maps(batch: Sample, model_name: str) -> torch.Tensor:
     return torch.ones_like(batch.kspace)
 
 
+def crop_to_target(image: torch.Tensor, batch: Sample, scale: int) -> torch.Tensor:
+    """``image`` ``(B, H, W)`` on the k-space grid, centre-cropped to the LR grid ``(h, w)`` of ``batch.target``
+    ``(B, 1, s·h, s·w)``: rows from ``(H − h) // 2``, columns from ``(W − w) // 2`` (fastMRI's ``center_crop``).
+
+    The identity when the grids agree. Under ``data.protocol: fastmri`` the k-space is the acquired grid (e.g.
+    640 × 368) and the target the file's ``recon_size`` crop (320 × 320): the output is cropped as fastMRI's
+    VarNet crops its own (:mod:`accelmri.data.fastmri_protocol`).
+    """
+    height, width = batch.target.shape[-2] // scale, batch.target.shape[-1] // scale
+    rows, columns = image.shape[-2:]
+    if (rows, columns) == (height, width) or height > rows or width > columns:
+        return image
+    top, left = (rows - height) // 2, (columns - width) // 2
+    return image[..., top : top + height, left : left + width]
+
+
 @register("cg_sense")
 class CGSense(nn.Module):
     """CG-SENSE on the measured LR k-space, then upsampling to the HR grid.
 
     Reads ``kspace (B, C, h, w)`` complex, ``mask (B, 1, h, w)`` and ``sens_maps (B, C, h, w)`` (optional for
     single-coil data). Outputs ``lr_image (B, 1, h, w)``, the magnitude of the SENSE image, and
-    ``image (B, 1, s·h, s·w)``, both in the batch's normalised units.
+    ``image (B, 1, s·h, s·w)``, both in the batch's normalised units; a k-space grid larger than the target's
+    (``data.protocol: fastmri``) is cropped to it (:func:`crop_to_target`).
 
     Args:
         scale: SR scale ``s`` (positive int; 1 for reconstruction-only tasks).
@@ -95,7 +112,7 @@ class CGSense(nn.Module):
         return cg_sense(batch.kspace, batch.mask, maps, self.l2_weight, self.max_iter, self.tol).x
 
     def forward(self, batch: Sample) -> Prediction:
-        image = self.reconstruct(batch)
+        image = crop_to_target(self.reconstruct(batch), batch, self.scale)
         return Prediction(
             image=upsample_complex(image, self.scale, self.upsample, batch),
             lr_image=to_batch_units(image.abs()[:, None], batch),

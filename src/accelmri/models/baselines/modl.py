@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from accelmri.models.base import Prediction, check_batch
-from accelmri.models.baselines.cg_sense import coil_maps
+from accelmri.models.baselines.cg_sense import coil_maps, crop_to_target
 from accelmri.models.baselines.interpolation import (
     Upsample,
     check_scale,
@@ -73,9 +73,11 @@ class MoDL(nn.Module):
     """MoDL on the measured LR k-space; outputs ``lr_image (B, 1, h, w)`` and ``image (B, 1, s·h, s·w)``.
 
     Reads ``kspace (B, C, h, w)`` complex, ``mask (B, 1, h, w)`` and ``sens_maps (B, C, h, w)`` (optional for
-    single-coil data). Outputs are magnitudes in the batch's normalised units; with ``scale > 1`` the complex LR
-    reconstruction is upsampled (a "MoDL × bicubic" baseline, paper 001). Defaults (10 iterations, 5 layers × 64
-    channels, 10 CG iterations, ``λ₀ = 0.05`` as in the paper's code): 113,413 parameters.
+    single-coil data). Outputs are magnitudes in the batch's normalised units, cropped to the target's grid where the
+    k-space grid is larger (``data.protocol: fastmri``, :func:`~accelmri.models.baselines.cg_sense.crop_to_target`);
+    with ``scale > 1`` the complex LR reconstruction is upsampled (a "MoDL × bicubic" baseline, paper 001).
+    Defaults (10 iterations, 5 layers × 64 channels, 10 CG iterations, ``λ₀ = 0.05`` as in the paper's code):
+    113,413 parameters.
 
     Args:
         scale: SR scale ``s`` of the upsampling after reconstruction (1 for reconstruction).
@@ -132,7 +134,7 @@ class MoDL(nn.Module):
         return x
 
     def forward(self, batch: Sample) -> Prediction:
-        image = self.reconstruct(batch)
+        image = crop_to_target(self.reconstruct(batch), batch, self.scale)
         return Prediction(
             image=upsample_complex(image, self.scale, self.upsample, batch),
             lr_image=to_batch_units(image.abs()[:, None], batch),

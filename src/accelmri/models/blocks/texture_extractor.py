@@ -214,7 +214,9 @@ def pretrain_extractor(
             :func:`accelmri.engine.extractor.training_pairs`).
         keys: ``(N, 1, H, W)`` float32 ``Ref↓↑`` slices, co-registered with ``queries``.
         channels: the extractor's level widths.
-        steps, batch_size, lr: optimisation (``steps ≥ 1``).
+        steps: optimisation steps (``≥ 1``).
+        batch_size: crops per optimisation step.
+        lr: the optimiser's learning rate.
         crop: crop side in pixels (multiple of 4, ≥ 16, at most ``min(H, W) − 2·max_shift``).
         max_shift: largest key offset in pixels (rounded down to a multiple of 4; ``< crop``).
         anchors: query positions per crop and level (fewer at coarse levels if the overlap is smaller).
