@@ -43,6 +43,8 @@ def experiments(models: list[str]) -> dict[str, dict[str, Any]]:
     for index, (label, reference) in enumerate(VARIANTS.items()):
         spec = deepcopy(EXPERIMENTS["sr2x"])
         spec["data"]["source"]["reference"] = reference
+        named = reference if isinstance(reference, str) else "/".join(reference)
+        spec["title"] = f"2× SR, T2 target, reference {named}"
         spec["baselines"] = {"sinc": {"model": "sinc"}} if index == 0 else {}
         spec["models"] = {m: spec["models"][m] for m in ([*models, "edsr"] if index == 0 else models)}
         spec["claims"] = []
