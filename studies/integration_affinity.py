@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from accelmri.data.sample import collate
-from accelmri.engine.build import build_dataset
+from accelmri.engine.build import build_dataset, prepare_data
 from accelmri.engine.evaluate import load_method
 from accelmri.models.minet import MultiStageIntegration
 
@@ -39,6 +39,7 @@ def main() -> None:
 
         for module in modules:
             module.register_forward_hook(keep)
+        prepare_data(config.data)  # the digital brain is simulated on first use
         dataset = build_dataset(config.data, "test")
         picks = [len(dataset) * k // 4 for k in (1, 2, 3)]
         with torch.no_grad():
