@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e ".[dev]"
+	# fastMRI's own code, for the tests that compare against it (tests/test_fastmri_*.py). --no-deps: its
+	# requirements pull torchvision (a multi-GB CUDA build); the modules the tests import need none of them.
+	$(PY) -m pip install --quiet --no-deps fastmri==0.3.0
 	touch $(STAMP)
 
 demo: $(STAMP)
