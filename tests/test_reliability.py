@@ -21,7 +21,6 @@ from torch import nn
 from typer.testing import CliRunner
 
 from accelmri.cli import app
-from accelmri.data.errors import DataError
 from accelmri.engine.build import build_dataset, build_model, prepare_data
 from accelmri.engine.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from accelmri.engine.config import ConfigError, ExperimentConfig, ModelConfig, load_config
@@ -221,16 +220,16 @@ def test_out_pointing_at_a_file_is_one_clear_line(checkpoint: Path, tmp_path: Pa
 # ------------------------------------------------------------------- 5: odd matrices and NaN outputs, with advice
 
 
-def test_odd_matrix_names_the_file(brain_dir: Path, tmp_path: Path) -> None:
+def test_odd_matrix_is_padded_and_a_slice_size_refusal_names_the_file(brain_dir: Path, tmp_path: Path) -> None:
     files = [nifti(tmp_path / f"sub{i}.nii.gz", (64, 64, 2)) for i in range(2)]
     files.append(nifti(tmp_path / "odd.nii.gz", (255, 255, 2)))
     source = "data.source={kind: files, paths: " + json.dumps([str(f) for f in files]) + "}"
     data = tiny(brain_dir, tmp_path / "run", source, "data.split.ratios=[1,0,0]").data
-    with pytest.raises(DataError, match=r"odd\.nii\.gz: slice size 255x255 is not divisible by the scale 2"):
-        build_dataset(data, "train")
-    result = runner.invoke(app, ["train", str(CONFIG), source, "data.split.ratios=[1,0,0]",
+    dataset = build_dataset(data, "train")  # item 15: padded to 256 x 256, scored on 255 x 255
+    assert dataset.extent(2) == (255, 255)
+    result = runner.invoke(app, ["train", str(CONFIG), source, "data.split.ratios=[1,0,0]", "data.crop=[128,128]",
                                  f"trainer.out_dir={tmp_path / 'run'}", "trainer.progress_bar=false"])
-    one_error_line(result, "odd.nii.gz", "255x255", "data.crop")
+    one_error_line(result, "sub0.nii.gz", "64x64", "smaller than the crop 128x128")
     assert not (tmp_path / "run").exists()
 
 
@@ -349,6 +348,27 @@ def test_restore_and_evaluate_report_progress_unless_quiet(checkpoint: Path, tmp
     assert result.exit_code == 0 and shown[-1].disable  # --quiet (and a non-terminal stderr) turn it off
 
 
+def test_simulate_reports_progress_unless_quiet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import accelmri.data.simulate as simulate_module
+
+    shown: list[Progress] = []
+
+    def recording(enabled: bool) -> Progress:
+        shown.append(Progress(console=Console(file=io.StringIO(), force_terminal=True), disable=not enabled))
+        return shown[-1]
+
+    monkeypatch.setattr(simulate_module, "progress_display", recording)
+    small = {"coils": 1, "size": 32, "slices": 1}
+    simulate_module.simulate_dataset(tmp_path / "sim", ["T2"], subjects=2, progress=True, **small)
+    (task,) = shown[-1].tasks
+    assert (task.total, task.completed, shown[-1].disable) == (2, 2, False)  # one step per subject
+    for flags in (["--quiet"], []):  # --quiet, and CliRunner's stderr is not a terminal
+        out = tmp_path / f"cli{len(flags)}"
+        result = runner.invoke(app, ["simulate", "--out", str(out), "--contrasts", "T2", "--subjects", "1",
+                                     *(f"--{key}={value}" for key, value in small.items()), *flags])
+        assert result.exit_code == 0 and shown[-1].disable, result.output
+
+
 # ------------------------------------------------------------------------------------ 18: bounded open HDF5 files
 
 
@@ -388,6 +408,40 @@ def test_mixed_dicom_series_error_says_what_a_cli_user_can_do(checkpoint: Path, 
     result = runner.invoke(app, ["restore", str(checkpoint), str(folder), "--out", str(tmp_path / "out")])
     line = one_error_line(result, str(folder), "2 series found", "1.2.3.4", "folder of its own")
     assert "choose one with series_uid" not in line
+
+
+def test_series_uid_options_pick_one_series_of_a_mixed_dicom_folder(tmp_path: Path) -> None:
+    import shutil
+
+    from tests.dicom_utils import write_dicom_slice
+    from tests.test_adapt import EDSR, make_checkpoint
+
+    edsr = make_checkpoint(tmp_path / "edsr.pt", EDSR)
+    mixed, alone = tmp_path / "mixed", tmp_path / "alone"
+    mixed.mkdir()
+    alone.mkdir()
+    for index in range(2):  # two series interleaved in one folder
+        for uid, level in (("1.2.3.4", 10), ("1.2.3.5", 500)):
+            pixels = (np.arange(16 * 12).reshape(16, 12) % 7 + level + 100 * index).astype(np.int16)
+            write_dicom_slice(mixed / f"{index}_{uid}.dcm", pixels, (0.0, 0.0, 3.0 * index), uid)
+            if uid == "1.2.3.5":
+                shutil.copy(mixed / f"{index}_{uid}.dcm", alone)
+    base = ["restore", str(edsr), str(mixed), "--degrade", "--device", "cpu"]
+    one_error_line(runner.invoke(app, [*base, "--out", str(tmp_path / "x.nii.gz")]), "--series-uid UID")
+    result = runner.invoke(app, [*base, "--series-uid", "1.2.3.5", "--out", str(tmp_path / "picked.nii.gz")])
+    assert result.exit_code == 0, result.output
+    (expected,) = restore(edsr, [alone], tmp_path / "alone.nii.gz", degrade=True, device="cpu")
+    np.testing.assert_allclose(nib.load(tmp_path / "picked.nii.gz").get_fdata(), nib.load(expected).get_fdata(),
+                               rtol=1e-6, atol=1e-6)  # series 1.2.3.5, not 1.2.3.4
+    with_reference = [*base, "--series-uid", "1.2.3.5", "--reference", str(mixed)]
+    one_error_line(runner.invoke(app, [*with_reference, "--out", str(tmp_path / "r.nii.gz")]), str(mixed),
+                   "2 series found")
+    result = runner.invoke(app, [*with_reference, "--reference-series-uid", "1.2.3.4",
+                                 "--out", str(tmp_path / "r.nii.gz")])
+    assert result.exit_code == 0, result.output
+    scan = nifti(tmp_path / "scan.nii.gz", (16, 12, 2))
+    one_error_line(runner.invoke(app, ["restore", str(edsr), str(scan), "--series-uid", "1.2.3.5", "--out",
+                                       str(tmp_path / "s.nii.gz")]), str(scan), "selects a series of a DICOM folder")
 
 
 # ------------------------------------------------------------------------------------------- 14: help at 80 columns

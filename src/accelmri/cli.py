@@ -161,6 +161,7 @@ def simulate(
         str, typer.Option(help="Simulation realism preset: none or realistic (docs/data.md; with two or more "
                           "contrasts the first, the reference, is acquired imperfectly).")
     ] = "none",
+    quiet: QuietOption = False,
 ) -> None:
     """Simulate the digital brain as a fastMRI-layout data set (OUT/multicoil or OUT/singlecoil: HDF5 per subject
     and contrast; OUT/pairs.csv; OUT/nifti)."""
@@ -172,7 +173,7 @@ def simulate(
         preset = Realism.preset(realism)
         reference = names[0] if len(names) > 1 and not preset.off else None
         written = simulate_dataset(out, names, coils, subjects, size, slices, noise_std, seed, nifti, overwrite,
-                                   realism=preset, reference=reference)
+                                   realism=preset, reference=reference, progress=_show_progress(quiet))
     except USER_ERRORS as err:
         raise fail(err) from err
     console.print(f"wrote {len(written)} files to {escape(str(out))}")
@@ -180,7 +181,8 @@ def simulate(
 
 @app.command()
 def train(
-    config: Annotated[Path, typer.Argument(help="Experiment YAML (see configs/ and docs/engine.md).")],
+    config: Annotated[Path, typer.Argument(
+        help="Experiment YAML, or a shipped config's name (accelmri configs list; docs/engine.md).")],
     overrides: Annotated[
         list[str] | None,
         typer.Argument(help="Dotted overrides KEY.SUB=VALUE, values parsed as YAML (trainer.max_steps=100).",
@@ -325,6 +327,13 @@ def restore(
         bool, typer.Option("--nifti", help="Write DICOM series inputs as NIfTI <name>_restored.nii.gz instead of a "
                            "derived DICOM series (an OUT ending in .nii/.nii.gz does the same).")
     ] = False,
+    series_uid: Annotated[
+        str | None, typer.Option(metavar="UID", help="The SeriesInstanceUID to restore from an input DICOM folder "
+                                 "holding several series.")
+    ] = None,
+    reference_series_uid: Annotated[
+        str | None, typer.Option(metavar="UID", help="The same for a reference DICOM folder.")
+    ] = None,
 ) -> None:
     """Apply a trained model to your files; outputs keep the geometry (voxel size divided by the scale)."""
     import logging
@@ -352,7 +361,8 @@ def restore(
             written = run_restore(checkpoint, inputs, out, reference or None, degrade, overwrite, device=device,
                                   precision=_precision(precision), channels_last=channels_last, contrast=contrast,
                                   reference_contrast=reference_contrast, adapt_steps=adapt, adapt_lr=adapt_lr,
-                                  progress=_show_progress(quiet), dicom_as_nifti=nifti)
+                                  progress=_show_progress(quiet), dicom_as_nifti=nifti, series_uid=series_uid,
+                                  reference_series_uid=reference_series_uid)
     except USER_ERRORS as err:
         raise fail(err) from err
     finally:
@@ -444,6 +454,86 @@ def export(
     except USER_ERRORS as err:
         raise fail(err) from err
     console.print(f"wrote {escape(str(written))} (model.safetensors, config.json, README.md)")
+
+
+datasets_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                           help="Public data sets: download IXI; how to obtain fastMRI (docs/data.md).")
+app.add_typer(datasets_app, name="datasets")
+
+
+@datasets_app.command("fetch")
+def datasets_fetch(
+    name: Annotated[str, typer.Argument(help="The data set to download: ixi (T1, T2, PD).")],
+    out: Annotated[Path, typer.Option(help="Folder for the archives, the extracted files and ixi_subjects.csv.")],
+    delete_archives: Annotated[
+        bool, typer.Option("--delete-archives", help="Delete each archive once extracted (saves ~13 GB for IXI).")
+    ] = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Download, verify, resume and extract a public data set, then write its pairing (docs/data.md). Set
+    ACCELMRI_IXI_URL to download the IXI archives from a mirror."""
+    from accelmri.data.fetch import fetch_ixi
+
+    if name.lower() != "ixi":
+        raise typer.BadParameter(f"only ixi can be downloaded, got {name!r} (fastMRI: accelmri datasets info "
+                                 "fastmri)", param_hint="NAME")
+    try:
+        _out_folder(out)
+        fetch_ixi(out, progress=_show_progress(quiet), delete_archives=delete_archives,
+                  log=lambda message: console.print(escape(message), soft_wrap=True))
+    except USER_ERRORS as err:
+        raise fail(err) from err
+
+
+@datasets_app.command("info")
+def datasets_info(name: Annotated[str, typer.Argument(help="The data set: fastmri or ixi.")]) -> None:
+    """How to obtain a public data set and the folder layout the configs expect."""
+    from accelmri.data.fetch import FASTMRI_INFO, IXI_ARCHIVES
+
+    if name.lower() == "fastmri":
+        console.print(FASTMRI_INFO, markup=False, soft_wrap=True)
+    elif name.lower() == "ixi":
+        table = Table("archive", title="IXI (CC BY-SA 3.0): accelmri datasets fetch ixi --out DIR")
+        for column in ("URL", "size (bytes)", "SHA-256"):
+            table.add_column(column, overflow="fold")
+        for archive in IXI_ARCHIVES:
+            table.add_row(archive.name, archive.url, "unknown" if archive.size is None else str(archive.size),
+                          archive.sha256 or "unknown (IXI publishes none)")
+        console.print(table)
+    else:
+        raise typer.BadParameter(f"must be fastmri or ixi, got {name!r}", param_hint="NAME")
+
+
+configs_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                          help="The experiment configs shipped with accelmri (one per paper table, tiny CI configs).")
+app.add_typer(configs_app, name="configs")
+
+
+@configs_app.command("list")
+def configs_list() -> None:
+    """Print every shipped config: its name (for train, configs copy) and one-line description."""
+    from accelmri.engine.catalog import describe, shipped_configs
+
+    configs = shipped_configs()
+    width = max(map(len, configs), default=0)
+    for name, config in configs.items():
+        typer.echo(f"{name:<{width}}  {describe(config)}")
+
+
+@configs_app.command("copy")
+def configs_copy(
+    name: Annotated[str, typer.Argument(help="A shipped config's name (accelmri configs list).")],
+    out: Annotated[Path | None, typer.Option(help="Output file, or a folder for NAME.yaml (default: the working "
+                                             "directory). An existing file is never replaced.")] = None,
+) -> None:
+    """Copy a shipped config to edit; train it with `accelmri train FILE`."""
+    from accelmri.engine.catalog import copy_config
+
+    try:
+        written = copy_config(name, out)
+    except USER_ERRORS as err:
+        raise fail(err) from err
+    console.print(f"wrote {escape(str(written))}")
 
 
 def main() -> None:

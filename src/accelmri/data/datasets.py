@@ -70,6 +70,7 @@ __all__ = [
     "dihedral",
     "open_pair",
     "open_source",
+    "pad_to_scale",
     "refuse_challenge_file",
 ]
 
@@ -183,26 +184,28 @@ def refuse_challenge_file(source: SliceSource) -> None:
                         "scored or masked again; reconstruct it with `accelmri restore` (acquired mode)")
 
 
-def open_source(path: str | Path, subject: str | None = None, contrast: str | None = None) -> SliceSource:
+def open_source(
+    path: str | Path, subject: str | None = None, contrast: str | None = None, series_uid: str | None = None
+) -> SliceSource:
     """Open a file (or DICOM folder) as a :class:`SliceSource`.
 
     fastMRI HDF5 files are read lazily slice by slice (:class:`FastMRIFile`); every other format is read whole
     with :func:`accelmri.data.readers.read_volume`. The subject defaults to the file's ``patient_id`` /
     ``subject_id`` attribute, else the file stem; the contrast to the reader's (IXI names, fastMRI
-    ``acquisition``).
+    ``acquisition``). ``series_uid`` picks one series of a DICOM folder holding several.
 
     Raises:
         DataError: from the readers (missing, corrupt or unsupported files).
     """
     file = Path(path)
     volume: FastMRIFile | KspaceVolume | ImageVolume
-    if file.is_file() and file.suffix.lower() in (".h5", ".hdf5"):
+    if file.is_file() and file.suffix.lower() in (".h5", ".hdf5") and series_uid is None:
         try:
             volume = FastMRIFile(file)
         except DataError:
             volume = read_volume(file)  # an ISMRMRD file, or a clear error from read_volume
     else:
-        volume = read_volume(file)
+        volume = read_volume(file, series_uid)
     attrs = volume.attrs
     found_subject = attrs.get("patient_id") or attrs.get("subject_id") or file.name.split(".")[0]
     found_contrast = getattr(volume, "contrast", None) or attrs.get("acquisition")
@@ -279,6 +282,20 @@ def _check_patch(patch_size: tuple[int, int], task: str, scale: int, crop: tuple
         raise ValueError(f"patch_size {patch_size} is larger than the crop {crop}")
 
 
+def pad_to_scale(kspace: torch.Tensor, scale: int) -> torch.Tensor:
+    """k-space ``(C, H, W)`` whose coil images are zero-padded at the end of each in-plane axis by ``(−n) mod s``
+    pixels, so that the scale ``s`` divides the slice; unchanged when it already does.
+
+    The padding is in the image domain: the field of view grows by empty background and every original pixel keeps
+    its index (and, for an image volume, its world position), so the original slice is the ``[:H, :W]`` corner.
+    """
+    height, width = kspace.shape[-2:]
+    pad_h, pad_w = -height % scale, -width % scale
+    if not pad_h and not pad_w:
+        return kspace
+    return fft2c(torch.nn.functional.pad(ifft2c(kspace), (0, pad_w, 0, pad_h)))
+
+
 def _check_slice_shape(source: SliceSource, scale: int, crop: tuple[int, int] | None) -> None:
     """Refuse a volume whose slices the scale does not divide (or that are smaller than ``crop``), naming it.
 
@@ -292,7 +309,7 @@ def _check_slice_shape(source: SliceSource, scale: int, crop: tuple[int, int] | 
                             "(data.crop)")
     elif height % scale or width % scale:
         raise DataError(source.path, f"slice size {height}x{width} is not divisible by the scale {scale} "
-                        f"(data.acquisition.scale); crop the volume (data.crop) or pad it to a multiple of {scale}")
+                        f"(data.acquisition.scale); crop the volume or pad it to a multiple of {scale} (pad=True)")
 
 
 @dataclass(frozen=True)
@@ -370,6 +387,10 @@ class SliceDataset(Dataset[Sample]):
         train: training draws a random mask per call; otherwise masks are fixed per slice.
         crop: optional centre crop ``(H, W)`` of the complex HR image before degradation (the MINet/fastMRI
             recipe crops to 320²). ``H`` and ``W`` must be divisible by the scale.
+        pad: zero-pad the HR coil images (of targets and references) at the end of each in-plane axis to a
+            multiple of the scale before degradation (:func:`pad_to_scale`), so that slices the scale does not
+            divide are accepted; the samples are on the padded grid and the original slice is their
+            ``[:H, :W]`` corner (``accelmri restore --degrade`` crops its output back to it). Without ``crop``.
         patch_size: optional random HR patch ``(P, Q)`` per sample, task ``super_resolution`` only (for training: the
             engine gives it to the train split only, validation and test score whole slices). Both divisible by the
             scale ``s``, at most the (cropped) slice. The whole slice is degraded and normalised first; then an LR
@@ -404,8 +425,8 @@ class SliceDataset(Dataset[Sample]):
         DataError: a fastMRI test/challenge file among the volumes (:func:`refuse_challenge_file`).
         ValueError: bad task/acquisition combination, unequal numbers of targets and references, or a
             ``patch_size`` that is not positive, not divisible by the scale, larger than ``crop`` or given for a
-            task other than ``super_resolution``, or ``augment`` without ``train``.
-        DataError: a target whose slice size the scale does not divide (without ``crop``) or that is smaller
+            task other than ``super_resolution``, or ``augment`` without ``train``, or ``pad`` with ``crop``.
+        DataError: a target whose slice size the scale does not divide (without ``crop`` or ``pad``) or that is smaller
             than ``crop``, naming the file. Reading a sample raises :class:`DataError` for a reference
             whose slice grid differs from its target's, or a slice smaller than ``patch_size``.
     """
@@ -425,6 +446,7 @@ class SliceDataset(Dataset[Sample]):
         slices: Sequence[tuple[int, int]] | None = None,
         maps_cache_size: int = 256,
         augment: Augmentation | None = None,
+        pad: bool = False,
     ) -> None:
         check_task(task, acquisition)
         for source in [*targets, *(references or [])]:
@@ -437,7 +459,9 @@ class SliceDataset(Dataset[Sample]):
             raise ValueError(f"crop {crop} is not divisible by the scale {acquisition.scale}")
         if patch_size is not None:
             _check_patch(patch_size, task, acquisition.scale, crop)
-        for target in targets:
+        if pad and crop is not None:
+            raise ValueError("pad and crop exclude each other: crop to a size the scale divides, or pad")
+        for target in targets if not pad else ():
             _check_slice_shape(target, acquisition.scale, crop)
         if augment is not None and augment.enabled and not train:
             raise ValueError("augment is for training (train=True): validation and test see the slices as they are")
@@ -447,6 +471,7 @@ class SliceDataset(Dataset[Sample]):
         self.acquisition = acquisition
         self.train = train
         self.crop = crop
+        self.pad = pad
         self.patch_size = patch_size
         self.sens_maps = sens_maps
         self.normalization = normalization
@@ -465,10 +490,17 @@ class SliceDataset(Dataset[Sample]):
     def __len__(self) -> int:
         return len(self.slices)
 
+    def extent(self, volume: int) -> tuple[int, int] | None:
+        """The in-plane size ``(H, W)`` of target ``volume``'s own slices when ``pad`` is on (its samples' target
+        grid is padded to a multiple of the scale: score on the ``[:H, :W]`` corner), else ``None``."""
+        return self.targets[volume].slice_shape if self.pad else None
+
     def _hr_kspace(self, source: SliceSource, index: int) -> torch.Tensor:
         kspace = source.kspace(index)
         if not torch.isfinite(torch.view_as_real(kspace)).all():
             raise DataError(source.path, f"slice {index} contains NaN or Inf")
+        if self.pad:
+            return pad_to_scale(kspace, self.acquisition.scale)
         return kspace if self.crop is None else fft2c(_crop_center(ifft2c(kspace), self.crop))
 
     def _maps(self, key: tuple[int, ...], lr_kspace: torch.Tensor) -> torch.Tensor:

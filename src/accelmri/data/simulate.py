@@ -43,7 +43,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +52,7 @@ import torch
 from accelmri.data.digital_brain import Realism, canonical_contrast, digital_brain_subject
 from accelmri.data.readers.fastmri import make_ismrmrd_header, write_fastmri
 from accelmri.data.readers.nifti import write_nifti
+from accelmri.engine.progress import progress_display
 from accelmri.physics.coils import rss
 from accelmri.physics.fft import ifft2c
 
@@ -107,6 +108,7 @@ def simulate_dataset(
     cache_dir: str | os.PathLike[str] | None = None,
     realism: Realism | None = None,
     reference: str | None = None,
+    progress: bool = False,
 ) -> list[Path]:
     """Simulate ``subjects`` digital-brain subjects and write them as a fastMRI-layout data set (module docstring).
 
@@ -129,6 +131,7 @@ def simulate_dataset(
         reference: the reference contrast, which must be the first of ``contrasts`` (the reference column of
             ``pairs.csv``): the realism's ``reference_*`` imperfections are applied to it. ``None``: no contrast
             gets them.
+        progress: show a progress bar (subjects written, elapsed, ETA) on stderr.
 
     Returns:
         The written files, in order: per subject and contrast the ``.h5`` (then the ``.nii.gz``), then
@@ -162,8 +165,11 @@ def simulate_dataset(
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.simulate-"))
     try:
-        names_written = _write_all(staging, names, coils, subjects, size, slices, noise_std, seed, nifti, cache_dir,
-                                   realism, names[0] if reference is not None else None)
+        with progress_display(progress) as display:
+            task = display.add_task(f"simulating {out.name}", total=subjects)
+            names_written = _write_all(staging, names, coils, subjects, size, slices, noise_std, seed, nifti,
+                                       cache_dir, realism, names[0] if reference is not None else None,
+                                       lambda: display.advance(task))
         for name in names_written:
             (out / name).parent.mkdir(parents=True, exist_ok=True)
             os.replace(staging / name, out / name)
@@ -191,9 +197,10 @@ def _write_all(
     cache_dir: str | os.PathLike[str] | None,
     realism: Realism,
     reference: str | None,
+    advance: Callable[[], None] = lambda: None,
 ) -> list[str]:
     """Generate and write every file into ``folder`` (the module docstring's layout); returns the paths relative to
-    ``folder`` (POSIX strings) in write order."""
+    ``folder`` (POSIX strings) in write order. ``advance()`` is called as each subject is written."""
     h5_folder = kspace_folder(coils)
     (folder / h5_folder).mkdir()
     if nifti:
@@ -238,6 +245,7 @@ def _write_all(
         reference_file = f"{h5_folder}/{subject_file_stem(subject, contrasts[0])}.h5"
         pairs.extend((reference_file, f"{h5_folder}/{subject_file_stem(subject, c)}.h5") for c in contrasts[1:])
         del brain, kspace, target  # free this subject (≈ 0.3 GB at 256², 8 coils) before the next
+        advance()
     if pairs:
         with (folder / PAIRS_FILE).open("w", newline="") as handle:
             csv.writer(handle).writerows(pairs)

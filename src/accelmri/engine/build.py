@@ -279,6 +279,7 @@ def build_dataset(config: DataConfig, split: str, source: str = "<config>") -> S
             references=references if references else None,
             train=split == "train",
             crop=config.crop,
+            pad=config.crop is None,  # slices the scale does not divide: padded, scored on their own extent
             patch_size=config.patch_size if split == "train" else None,
             augment=config.augment if split == "train" else None,
             sens_maps=config.sens_maps,

@@ -17,20 +17,26 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib.resources import as_file, files
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
 from accelmri.data.datasets import Augmentation, check_task
 from accelmri.data.digital_brain import REALISM_PRESETS, Realism, RealismError, canonical_contrast
 from accelmri.data.errors import DataError
+from accelmri.engine.catalog import shipped_configs
 from accelmri.losses import LOSSES, PRESETS
 from accelmri.physics.degrade import Acquisition
 from accelmri.physics.masks import FASTMRI_MASK_TYPES, MASK_KINDS
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 __all__ = [
     "MONITOR_MODES",
@@ -470,26 +476,82 @@ class ExperimentConfig:
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
     """Read a YAML experiment config, apply ``KEY=VALUE`` overrides and validate it.
 
-    ``name`` defaults to the file's stem and ``trainer.out_dir`` to ``runs/<name>``.
+    ``name`` defaults to the file's stem and ``trainer.out_dir`` to ``runs/<name>``. A ``path`` that does not
+    exist but is the name of a shipped config (``tiny_sr_edsr``, ``accelmri configs list``) loads that config.
 
     Raises:
         ConfigError: missing or unreadable file, invalid YAML, bad override, or any invalid key (named).
     """
     file = Path(path)
+    if not file.exists() and (shipped := shipped_configs().get(str(path))) is not None:
+        with as_file(shipped) as shipped_file:
+            return load_config(shipped_file, overrides)
     if not file.is_file():
         raise ConfigError(file, "", "config file not found")
+    raw = _read_mapping(file)
+    raw.setdefault("name", file.stem)
+    return parse_config(_compose(raw, file, file.parent, (os.path.realpath(file),)), source=str(file),
+                        overrides=overrides)
+
+
+def _read_mapping(file: Path | Traversable) -> dict[str, Any]:
+    """A config file's YAML mapping.
+
+    Raises:
+        ConfigError: unreadable file, invalid YAML, or not a mapping.
+    """
     try:
-        raw = yaml.safe_load(file.read_text())
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(file, "", f"cannot read the config ({err})") from err
+        raise ConfigError(str(file), "", f"cannot read the config ({err})") from err
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ConfigError(file, "", f"invalid YAML{where}: {getattr(err, 'problem', None) or err}") from err
+        raise ConfigError(str(file), "", f"invalid YAML{where}: {getattr(err, 'problem', None) or err}") from err
     if not isinstance(raw, dict):
-        raise ConfigError(file, "", "the config must be a YAML mapping of sections (data, model, ...)")
-    raw.setdefault("name", file.stem)
-    return parse_config(raw, source=str(file), overrides=overrides)
+        raise ConfigError(str(file), "", "the config must be a YAML mapping of sections (data, model, ...)")
+    return raw
+
+
+def _compose(raw: dict[str, Any], file: Path | Traversable, folder: Path | Traversable,
+             chain: tuple[str, ...]) -> dict[str, Any]:
+    """``raw`` merged over the base configs its ``defaults:`` lists, in order (``chain``: the real paths of the
+    files that include it, to refuse a cycle).
+
+    A base is ``NAME`` → ``NAME.yaml`` relative to the including file's ``folder``, else to the shipped configs
+    (so a copied config still finds ``bases/...``); bases may list defaults of their own. Mappings merge key by key;
+    any other value (lists included) of a later base, and of the including file last, replaces the earlier one.
+
+    Raises:
+        ConfigError: ``defaults`` not a list of names, a base not found, a base that includes itself.
+    """
+    names = raw.pop("defaults", [])
+    if not isinstance(names, list) or not all(isinstance(name, str) and name for name in names):
+        raise ConfigError(str(file), "defaults", f"expected a list of base config names, got {names!r}")
+    merged: dict[str, Any] = {}
+    for name in names:
+        parts = f"{name}.yaml".split("/")
+        for root in (folder, files("accelmri").joinpath("configs")):
+            base = root.joinpath(*parts)
+            if base.is_file():
+                break
+        else:
+            raise ConfigError(str(file), "defaults", f"base config {name!r} not found ({name}.yaml beside this file "
+                              "or among the shipped configs)")
+        if (key := os.path.realpath(str(base))) in chain:
+            raise ConfigError(str(file), "defaults", f"base config {name!r} includes itself")
+        base_folder = root.joinpath(*parts[:-1]) if parts[:-1] else root
+        merged = _merge(merged, _compose(_read_mapping(base), base, base_folder, (*chain, key)))
+    return _merge(merged, raw)
+
+
+def _merge(base: Mapping[str, Any], child: Mapping[str, Any]) -> dict[str, Any]:
+    """``child`` over ``base``: nested mappings merged recursively, every other value of ``child`` wins."""
+    merged = dict(base)
+    for key, value in child.items():
+        both = isinstance(value, Mapping) and isinstance(merged.get(key), Mapping)
+        merged[key] = _merge(merged[key], value) if both else value
+    return merged
 
 
 def parse_config(raw: Mapping[str, Any], source: str = "<config>", overrides: Sequence[str] = ()) -> ExperimentConfig:

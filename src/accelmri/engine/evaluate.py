@@ -2,9 +2,11 @@
 
 Every volume is restored slice by slice, de-normalised to the original intensity units (``Sample.denormalize``),
 stacked to ``(S, H, W)`` and scored whole with :func:`accelmri.metrics.evaluate_volume` (PSNR, SSIM, NMSE with
-the volume's maximum as data range), and optionally with LPIPS (:mod:`accelmri.lpips`, AlexNet v0.1, lower is
-better) when the caller gives the weights. Batches never mix volumes, so a volume's numbers do not depend on which
-process scores it or what else is evaluated: the trainer's validation uses :func:`score_volumes` too.
+the volume's maximum as data range; a volume padded to a multiple of the scale on its own grid:
+:meth:`~accelmri.data.datasets.SliceDataset.extent`), and optionally with LPIPS (:mod:`accelmri.lpips`, AlexNet
+v0.1, lower is better) when the caller gives the weights. Batches never mix volumes, so a volume's numbers do not
+depend on which process scores it or what else is evaluated: the trainer's validation uses :func:`score_volumes`
+too.
 
 :func:`evaluate` writes, atomically, into ``out_dir``:
 
@@ -226,6 +228,9 @@ def score_volumes(
     for volume, items in volumes:
         prediction, target = torch.cat(outputs[volume][0]), torch.cat(outputs[volume][1])
         source = dataset.targets[volume]
+        extent = dataset.extent(volume) if isinstance(dataset, SliceDataset) else None
+        if extent is not None:  # padded to a multiple of the scale: scored on the volume's own grid
+            prediction, target = prediction[:, : extent[0], : extent[1]], target[:, : extent[0], : extent[1]]
         bad = (~torch.isfinite(prediction)).flatten(1).any(dim=1).nonzero().flatten().tolist()
         if bad:
             slices = [dataset.slices[items[i]][1] for i in bad]

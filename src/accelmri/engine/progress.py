@@ -1,4 +1,5 @@
-"""Progress display for the long-running commands (``restore``, ``evaluate``): rich, on stderr, or nothing."""
+"""Progress display for the long-running commands (``restore``, ``evaluate``, ``simulate``): rich, on stderr, or
+nothing."""
 
 from __future__ import annotations
 

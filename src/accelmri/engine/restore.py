@@ -17,9 +17,13 @@ Two modes:
 * **degraded** (``degrade=True``, evaluation on fully sampled data): the checkpoint's
   :class:`~accelmri.physics.degrade.Acquisition` degrades the input first, with the fixed per-slice masks of
   evaluation (:class:`~accelmri.data.datasets.SliceDataset`, ``train=False``), and the output is on the input's
-  own grid, directly comparable with it. A checkpoint of ``data.protocol: fastmri`` degrades fastMRI files
-  through that protocol instead (:class:`~accelmri.data.fastmri_protocol.FastMRIProtocolDataset`: fastMRI's
-  per-volume mask) and its output is the file's ``recon_size`` crop, comparable with the file's target.
+  own grid, directly comparable with it. A slice size the scale ``s`` does not divide (real scans: 191 × 256) is
+  zero-padded in the image domain (the coil images of k-space inputs) at the end of each in-plane axis by
+  ``(−n) mod s`` pixels (:func:`~accelmri.data.datasets.pad_to_scale`: empty background that extends the field of
+  view, every original voxel keeps its position, so the affine is the input's), degraded and restored on the padded
+  grid, and the output is cropped back to the input's grid. A checkpoint of ``data.protocol: fastmri`` degrades
+  fastMRI files through that protocol instead (:class:`~accelmri.data.fastmri_protocol.FastMRIProtocolDataset`:
+  fastMRI's per-volume mask) and its output is the file's ``recon_size`` crop, comparable with the file's target.
 
 Geometry of the HR grid (acquired mode, :func:`restored_affine`): the voxel size is divided by ``s`` in-plane and
 the field of view keeps its size. The models relate the grids by centred k-space truncation
@@ -299,9 +303,12 @@ def _ranges(indices: np.ndarray) -> str:
     return ", ".join(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]) for run in runs)
 
 
-def _open_reference(path: Path, grid: ImageVolume | None, num_slices: int, subject: str) -> SliceSource:
-    """The reference as a :class:`SliceSource` on the target grid (resampled when both sides have geometry)."""
-    reference = open_source(path, subject)
+def _open_reference(
+    path: Path, grid: ImageVolume | None, num_slices: int, subject: str, series_uid: str | None = None
+) -> SliceSource:
+    """The reference (series ``series_uid`` of a DICOM folder) as a :class:`SliceSource` on the target grid
+    (resampled when both sides have geometry)."""
+    reference = open_source(path, subject, series_uid=series_uid)
     if grid is not None and isinstance(reference.volume, ImageVolume):
         aligned = align_reference(grid, reference.volume)
         coverage = np.asarray(aligned.attrs.get("slice_coverage", np.ones(num_slices)))
@@ -466,12 +473,13 @@ class _Plan:
     make_sample: Callable[[int], Sample]
     expected: tuple[int, int]
     affine: np.ndarray | None
+    extent: tuple[int, int] | None = None  # the input's grid, when padded to a multiple of the scale: crop to it
 
 
 @contextmanager
-def _opened(path: Path) -> Iterator[SliceSource]:
+def _opened(path: Path, series_uid: str | None = None) -> Iterator[SliceSource]:
     """:func:`open_source`, with a lazily read fastMRI file closed again afterwards."""
-    source = open_source(path)
+    source = open_source(path, series_uid=series_uid)
     try:
         yield source
     finally:
@@ -479,15 +487,20 @@ def _opened(path: Path) -> Iterator[SliceSource]:
             source.volume.close()
 
 
-def _plan(config: ExperimentConfig, source: SliceSource, reference: Path | None, degrade: bool) -> _Plan:
+def _plan(
+    config: ExperimentConfig, source: SliceSource, reference: Path | None, degrade: bool,
+    reference_series_uid: str | None = None,
+) -> _Plan:
     """Check an input against the checkpoint (sizes; the reference: readable, covering, on the grid) and describe
     how it is restored; nothing heavy runs until a sample is made."""
+    open_reference = partial(_open_reference, series_uid=reference_series_uid)
     data = config.data
     scale = data.acquisition.scale
     height, width = _slice_shape(source)
     count = source.num_slices
     volume = source.volume
     make_sample: Callable[[int], Sample]
+    extent: tuple[int, int] | None = None
     if degrade and data.protocol == "fastmri":
         if reference is not None:
             raise DataError(reference, "data.protocol: fastmri is single-contrast: restore without --reference")
@@ -498,17 +511,15 @@ def _plan(config: ExperimentConfig, source: SliceSource, reference: Path | None,
         expected = fastmri_crop_size(volume)
     elif degrade:
         refuse_challenge_file(source)
-        if height % scale or width % scale:
-            raise DataError(source.path, f"scale {scale} of the checkpoint does not divide the slice size "
-                            f"{height}x{width}; crop or pad the volume first")
         grid = volume if isinstance(volume, ImageVolume) else None
-        guide = None if reference is None else _open_reference(reference, grid, count, source.subject)
+        guide = None if reference is None else open_reference(reference, grid, count, source.subject)
         dataset = SliceDataset([source], data.task, data.acquisition.to_acquisition(),
                                references=None if guide is None else [guide], train=False,
                                sens_maps=data.sens_maps, normalization=data.normalization,
-                               slices=[(0, index) for index in range(count)])
+                               slices=[(0, index) for index in range(count)], pad=True)
         make_sample = dataset.__getitem__
-        expected, affine = (height, width), None if grid is None else grid.affine
+        expected, affine = (height + -height % scale, width + -width % scale), None if grid is None else grid.affine
+        extent = (height, width) if expected != (height, width) else None
     elif isinstance(volume, FastMRIFile) and volume.challenge:
         if scale != 1 or reference is not None:
             raise DataError(source.path, "a fastMRI test/challenge file is reconstructed at its own resolution "
@@ -524,9 +535,9 @@ def _plan(config: ExperimentConfig, source: SliceSource, reference: Path | None,
             affine = restored_affine(volume.affine, scale, (height, width))
             zeros = np.broadcast_to(np.float32(0.0), (count, *expected))  # the HR grid, for align_reference
             grid = ImageVolume(zeros, affine, path=volume.path, contrast=volume.contrast)
-        guide = None if reference is None else _open_reference(reference, grid, count, source.subject)
+        guide = None if reference is None else open_reference(reference, grid, count, source.subject)
         make_sample = partial(_acquired_sample, source, data, guide, expected)
-    return _Plan(source, guide, make_sample, expected, affine)
+    return _Plan(source, guide, make_sample, expected, affine, extent)
 
 
 def _restore_volume(
@@ -556,6 +567,8 @@ def _restore_volume(
                            f"expected {expected} (scale {scale})")
     if not np.isfinite(image).all():
         raise RuntimeError(f"{config.model.name} returned NaN or Inf for {source.path}; nothing written")
+    if plan.extent is not None:  # restored on the padded grid: back to the input's
+        image = np.ascontiguousarray(image[:, : plan.extent[0], : plan.extent[1]])
     return image
 
 
@@ -576,6 +589,8 @@ def restore(
     adapt_lr: float | None = None,
     progress: bool = False,
     dicom_as_nifti: bool = False,
+    series_uid: str | None = None,
+    reference_series_uid: str | None = None,
 ) -> list[Path]:
     """Restore files with a trained checkpoint (see the module docstring for modes, geometry and outputs).
 
@@ -606,6 +621,9 @@ def restore(
         progress: show a progress bar (slices restored, elapsed, ETA) on stderr.
         dicom_as_nifti: write DICOM series inputs as NIfTI ``<folder name>_restored.nii.gz`` instead of a derived
             DICOM series.
+        series_uid: the SeriesInstanceUID to restore from DICOM folder inputs that hold several series (an input
+            that is a file, or a folder without that series, is refused).
+        reference_series_uid: the same for DICOM folder references.
 
     Returns:
         The written files (DICOM series: folders), one per input, in input order.
@@ -616,10 +634,9 @@ def restore(
 
     Raises:
         DataError: a missing, unsupported or unreadable input or reference (naming it), an output that is an
-            input, a scale that does not divide an input's size (degraded mode), a reference that does not cover
-            the target (or leaves one of its slices mostly uncovered) or is not on its grid, a model needing a
-            field the inputs cannot give, or a bad checkpoint; a fastMRI test/challenge file with ``degrade``, a
-            scale other than 1 or a reference, or a bad ``mask`` dataset;
+            input, a reference that does not cover the target (or leaves one of its slices mostly uncovered) or is
+            not on its grid, a model needing a field the inputs cannot give, or a bad checkpoint; a fastMRI
+            test/challenge file with ``degrade``, a scale other than 1 or a reference, or a bad ``mask`` dataset;
             with ``adapt_steps > 0``, a task other than ``super_resolution`` or a model without trainable
             parameters (naming the checkpoint, before any input is read).
         FileExistsError: an output exists and ``overwrite`` is false (checked before any work).
@@ -650,8 +667,8 @@ def restore(
     # sample is built) before any output is written, so a bad second input leaves no first output behind.
     slices = []
     for path, ref_path in zip(sources, references, strict=True):
-        with _opened(path) as source:
-            plan = _plan(config, source, ref_path, degrade)
+        with _opened(path, series_uid) as source:
+            plan = _plan(config, source, ref_path, degrade, reference_series_uid)
             _check_contrasts(expect, source, plan.guide)
             _check_fields(model, config.model.name, collate([plan.make_sample(0)]), path)
             slices.append(source.num_slices)
@@ -663,8 +680,8 @@ def restore(
         task = display.add_task("restoring", total=sum(slices))
         for path, ref_path, output in zip(sources, references, outputs, strict=True):
             display.update(task, description=f"restoring {path.name}")
-            with _opened(path) as source:
-                plan = _plan(config, source, ref_path, degrade)
+            with _opened(path, series_uid) as source:
+                plan = _plan(config, source, ref_path, degrade, reference_series_uid)
                 image = _restore_volume(model, config, plan, target_device, precision, adapt_steps, adapt_lr,
                                         lambda n: display.advance(task, n))
             if plan.affine is not None and not output.name.lower().endswith(_NIFTI_SUFFIXES):  # a DICOM series

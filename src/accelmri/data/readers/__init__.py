@@ -49,10 +49,11 @@ __all__ = [
 ]
 
 
-def read_volume(path: str | os.PathLike[str]) -> ImageVolume | KspaceVolume:
+def read_volume(path: str | os.PathLike[str], series_uid: str | None = None) -> ImageVolume | KspaceVolume:
     """Read an image or k-space volume, choosing the reader from the path.
 
-    - a folder: DICOM series (:func:`read_dicom_series`; the folder must hold a single series);
+    - a folder: DICOM series (:func:`read_dicom_series`; the folder must hold a single series, or give
+      ``series_uid``);
     - ``.nii`` / ``.nii.gz``: :func:`read_nifti`;
     - ``.h5`` / ``.hdf5``: fastMRI (:func:`read_fastmri`) if the file has a ``kspace`` dataset, else ISMRMRD
       (:func:`read_ismrmrd_kspace`) if it has a ``dataset`` group;
@@ -60,19 +61,23 @@ def read_volume(path: str | os.PathLike[str]) -> ImageVolume | KspaceVolume:
 
     Args:
         path: file or folder.
+        series_uid: the SeriesInstanceUID to read from a DICOM folder holding several series (``--series-uid``).
 
     Returns:
         :class:`ImageVolume` (NIfTI, DICOM) or :class:`KspaceVolume` (fastMRI, ISMRMRD, twix).
 
     Raises:
-        DataError: if the path does not exist, its kind is not recognised, or the chosen reader rejects it.
+        DataError: if the path does not exist, its kind is not recognised, ``series_uid`` is given for a file (not a
+            DICOM folder), or the chosen reader rejects it.
         ImportError: if the chosen reader's optional dependency (``ismrmrd``, ``twixtools``) is missing.
     """
     file = Path(path)
     if file.is_dir():
-        return read_dicom_series(file)
+        return read_dicom_series(file, series_uid=series_uid)
     if not file.is_file():
         raise DataError(file, "no such file or folder")
+    if series_uid is not None:
+        raise DataError(file, f"a series UID ({series_uid}) selects a series of a DICOM folder; this is a file")
     name = file.name.lower()
     if name.endswith((".nii", ".nii.gz")):
         return read_nifti(file)

@@ -100,7 +100,8 @@ def read_dicom_series(
     if series_uid is None:
         if len(series) > 1:
             raise DataError(root, f"{len(series)} series found: {listing}; the command line reads one series per "
-                            "folder: move the series you want into a folder of its own (in Python: "
+                            "folder: pick one with --series-uid UID (restore; --reference-series-uid for a "
+                            "reference) or move it into a folder of its own (in Python: "
                             "read_dicom_series(folder, series_uid=...))")
         series_uid = next(iter(series))
     elif series_uid not in series:
