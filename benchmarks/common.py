@@ -39,6 +39,7 @@ __all__ = [
     "environment",
     "measure",
     "peak_gib",
+    "print_result",
     "reset_peak",
     "rss_gib",
     "synchronize",
@@ -366,3 +367,14 @@ def device_facts(device: str) -> dict[str, Any]:
             "cudnn": torch.backends.cudnn.version(), "cudnn_tf32": torch.backends.cudnn.allow_tf32,
             "cudnn_benchmark": torch.backends.cudnn.benchmark,
             "float32_matmul_precision": torch.get_float32_matmul_precision()}
+
+
+def print_result(label: str, result: dict[str, Any], unit: str = "s") -> None:
+    """One progress line for a measurement row: its median time and peak memory (GPU when measured there), or its
+    error / skip reason."""
+    if result["ok"]:
+        memory = (f"GPU peak {result['device_peak_gib']:.2f} GiB" if "device_peak_gib" in result
+                  else f"peak {result['peak_gib']:.2f} GiB")
+        print(f"  {label}: {result['median_s']:.3f} {unit}, {memory} ({result['process_s']:.1f} s)", flush=True)
+    else:
+        print(f"  {label}: {result.get('error') or result['skipped']}", flush=True)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks.common import print_result
+
 __all__ = ["forward_worker", "run"]
 
 
@@ -84,11 +86,5 @@ def run(isolated: Any, cases: list[Any], variants: list[Any], *, repeats: int, w
                               timeout=compile_timeout if variant.compile else None)
         rows.append((index, {"case": case.name, "model": case.model, "variant": variant.name, "window": variant.window,
                              "ref_s": case.ref_s, "ref_gib": case.ref_gib, "device": device, **result}))
-        if result["ok"]:
-            memory = (f"GPU peak {result['device_peak_gib']:.2f} GiB" if "device_peak_gib" in result
-                      else f"peak {result['peak_gib']:.2f} GiB")
-            print(f"  forward {case.name} [{variant.name}]: {result['median_s']:.3f} s, {memory} "
-                  f"({result['process_s']:.1f} s)", flush=True)
-        else:
-            print(f"  forward {case.name} [{variant.name}]: {result.get('error') or result['skipped']}", flush=True)
+        print_result(f"forward {case.name} [{variant.name}]", result)
     return [row for _, row in sorted(rows, key=lambda item: item[0])]

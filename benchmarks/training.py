@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks.common import print_result
+
 __all__ = ["loss_weights", "run", "train_worker"]
 
 _NEEDS_WEIGHTS = ("perceptual", "adversarial")
@@ -72,11 +74,5 @@ def run(isolated: Any, cases: list[Any], dtypes: list[str], *, loss_kind: str, r
                                   repeats=repeats, warmup=warmup, device=device)
             rows.append({"case": case.name, "model": case.model, "size": case.size, "batch": case.batch,
                          "hr": list(case.hr), "dtype": dtype, "device": device, **result})
-            if result["ok"]:
-                memory = (f"GPU peak {result['device_peak_gib']:.2f} GiB" if "device_peak_gib" in result
-                          else f"peak {result['peak_gib']:.2f} GiB")
-                print(f"  train {case.name} [{dtype}]: {result['median_s']:.3f} s/step, {memory} "
-                      f"({result['process_s']:.1f} s)", flush=True)
-            else:
-                print(f"  train {case.name} [{dtype}]: {result.get('error') or result['skipped']}", flush=True)
+            print_result(f"train {case.name} [{dtype}]", result, unit="s/step")
     return rows

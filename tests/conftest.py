@@ -21,6 +21,19 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture(scope="module")
+def brain_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny CI configs' digital brain (3 subjects × 4 slices × 64², T2), simulated once per test module (use
+    with :func:`tests.engine_utils.tiny`)."""
+    from accelmri.engine.build import prepare_data
+    from accelmri.engine.config import load_config
+    from tests.engine_utils import CONFIGS
+
+    folder = tmp_path_factory.mktemp("brain") / "data"
+    prepare_data(load_config(CONFIGS / "tiny_sr_edsr.yaml", [f"data.source.dir={folder}"]).data)
+    return folder
+
+
 @pytest.fixture
 def one_thread() -> Iterator[None]:
     """One intra-op thread for the test: on a shared 2-core machine two threads make small convolutions 5–20×

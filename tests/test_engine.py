@@ -17,13 +17,14 @@ from typer.testing import CliRunner
 
 from accelmri.cli import app
 from accelmri.data.errors import DataError
-from accelmri.engine.build import build_dataset, build_model, prepare_data
+from accelmri.engine.build import build_dataset, build_model
 from accelmri.engine.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
-from accelmri.engine.config import ConfigError, ExperimentConfig, ModelConfig, load_config, parse_config
+from accelmri.engine.config import ConfigError, ModelConfig, load_config, parse_config
 from accelmri.engine.evaluate import evaluate
 from accelmri.engine.trainer import TrainingDivergedError, train
 from accelmri.models import Prediction, available, register
 from accelmri.models.blocks.vgg import VGG19Features
+from tests.engine_utils import tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -61,21 +62,6 @@ class TinyDiscriminator(nn.Module):
 for _name, _factory in (("test_nan_after", NaNAfter), ("test_discriminator", TinyDiscriminator)):
     if _name not in available():
         register(_name)(_factory)
-
-
-@pytest.fixture(scope="module")
-def brain_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny configs' digital brain (3 subjects × 4 slices × 64², T2), simulated once for the module."""
-    folder = tmp_path_factory.mktemp("brain") / "data"
-    prepare_data(load_config(CONFIGS / "tiny_sr_edsr.yaml", [f"data.source.dir={folder}"]).data)
-    return folder
-
-
-def tiny(brain_dir: Path, out_dir: Path, *overrides: str, name: str = "tiny_sr_edsr.yaml") -> ExperimentConfig:
-    """A tiny CI config on the shared digital brain, CPU, no progress bar."""
-    base = [f"data.source.dir={brain_dir}", f"trainer.out_dir={out_dir}", "trainer.progress_bar=false",
-            "trainer.accelerator=cpu"]
-    return load_config(CONFIGS / name, [*base, *overrides])
 
 
 @pytest.fixture(scope="module")

@@ -21,12 +21,13 @@ from torch import nn
 from typer.testing import CliRunner
 
 from accelmri.cli import app
-from accelmri.engine.build import build_dataset, build_model, prepare_data
+from accelmri.engine.build import build_dataset, build_model
 from accelmri.engine.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
-from accelmri.engine.config import ConfigError, ExperimentConfig, ModelConfig, load_config
+from accelmri.engine.config import ConfigError, ModelConfig
 from accelmri.engine.restore import restore
 from accelmri.engine.trainer import EXIT_PREEMPTED, TrainingDivergedError, train
 from accelmri.models import Prediction, available, register
+from tests.engine_utils import tiny
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -74,21 +75,6 @@ class SignalAt(_Upsampler):
 for _name, _factory in (("test_reliability_nan_in_eval", NaNInEval), ("test_reliability_signal_at", SignalAt)):
     if _name not in available():
         register(_name)(_factory)
-
-
-@pytest.fixture(scope="module")
-def brain_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny config's digital brain (3 subjects × 4 slices × 64², T2), simulated once for the module."""
-    folder = tmp_path_factory.mktemp("brain") / "data"
-    prepare_data(load_config(CONFIG, [f"data.source.dir={folder}"]).data)
-    return folder
-
-
-def tiny(brain_dir: Path, out_dir: Path, *overrides: str) -> ExperimentConfig:
-    """The tiny EDSR config on the shared digital brain, CPU, no progress bar."""
-    base = [f"data.source.dir={brain_dir}", f"trainer.out_dir={out_dir}", "trainer.progress_bar=false",
-            "trainer.accelerator=cpu"]
-    return load_config(CONFIG, [*base, *overrides])
 
 
 @pytest.fixture(scope="module")

@@ -22,15 +22,16 @@ from accelmri.data.datasets import Augmentation, SliceDataset, SliceSource
 from accelmri.data.phantom import shepp_logan
 from accelmri.data.volume import KspaceVolume
 from accelmri.engine import trainer as trainer_module
-from accelmri.engine.build import build_dataset, prepare_data
+from accelmri.engine.build import build_dataset
 from accelmri.engine.checkpoint import load_checkpoint
-from accelmri.engine.config import ConfigError, ExperimentConfig, SchedulerConfig, load_config
+from accelmri.engine.config import ConfigError, SchedulerConfig, load_config
 from accelmri.engine.evaluate import evaluate
 from accelmri.engine.trainer import build_optimizer, build_scheduler, train
 from accelmri.physics.coils import sense_expand
 from accelmri.physics.degrade import Acquisition
 from accelmri.physics.fft import fft2c, ifft2c
 from accelmri.physics.sensitivity import birdcage_maps
+from tests.engine_utils import tiny
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -115,21 +116,6 @@ def test_augmentation_is_seeded_by_the_training_rng() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- engine
-
-
-@pytest.fixture(scope="module")
-def brain_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny config's digital brain (3 subjects × 4 slices × 64², T2), simulated once for the module."""
-    folder = tmp_path_factory.mktemp("brain") / "data"
-    prepare_data(load_config(CONFIG, [f"data.source.dir={folder}"]).data)
-    return folder
-
-
-def tiny(brain_dir: Path, out_dir: Path, *overrides: str) -> ExperimentConfig:
-    """The tiny EDSR config on the shared digital brain, CPU, no progress bar."""
-    base = [f"data.source.dir={brain_dir}", f"trainer.out_dir={out_dir}", "trainer.progress_bar=false",
-            "trainer.accelerator=cpu"]
-    return load_config(CONFIG, [*base, *overrides])
 
 
 def test_validation_and_test_splits_are_never_augmented(brain_dir: Path, tmp_path: Path) -> None:
