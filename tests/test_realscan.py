@@ -229,11 +229,7 @@ def test_output_folder_is_refused_replaced_and_protected(synthetic: dict[str, An
     assert (folder / "data" / "t2.nii.gz").is_file()
 
 
-def test_adapt_goes_to_trained_super_resolution_checkpoints_only(tmp_path: Path) -> None:
-    import inspect
-
-    from accelmri.engine.restore import restore
-
+def test_adapt_goes_to_the_trained_checkpoints_that_can_adapt(tmp_path: Path) -> None:
     write_nifti(tmp_path / "t2.nii.gz", band_limited(3, 32, 32), np.eye(4))
     edsr = make_checkpoint(tmp_path / "edsr.pt", {"name": "edsr", "scale": 2, "channels": 8, "n_blocks": 1})
     spec = {"cases": [{"name": "c", "target": str(tmp_path / "t2.nii.gz")}],
@@ -241,10 +237,7 @@ def test_adapt_goes_to_trained_super_resolution_checkpoints_only(tmp_path: Path)
     realscan(spec, tmp_path / "out", device="cpu", log=lambda _: None)
     payload = json.loads((tmp_path / "out" / "results.json").read_text())
     methods = payload["cases"]["c"]["methods"]
-    if "adapt_steps" in inspect.signature(restore).parameters:
-        assert payload["adapt"]["steps"] == 2 and methods["edsr"]["adapt_steps"] == 2
-    else:
-        assert payload["adapt"]["steps"] == 0 and "ignored" in payload["adapt"]["note"]
+    assert payload["adapt"]["steps"] == 2 and methods["edsr"]["adapt_steps"] == 2
     assert methods["sinc"]["adapt_steps"] == 0 and all(m["status"] == "ok" for m in methods.values())
 
 

@@ -107,3 +107,31 @@ def test_realscan_kspace_case_runs_sens_maps_models(files: dict[str, Path]) -> N
     assert no_maps["status"] == "not applicable" and no_maps["runs"] == []
     assert "sens_maps" in no_maps["reason"]
     assert not any("pgd:" in m and "not applicable" in m for m in messages)
+
+
+@pytest.mark.parametrize("label", ["pgd", "modl"])
+def test_restore_adapts_reconstruction_models_by_kspace_splitting(files: dict[str, Path], label: str,
+                                                                 tmp_path: Path) -> None:
+    """``--adapt`` on multi-coil k-space: the model is fine-tuned on the scan's own k-space (ZS-SSDU,
+    ``accelmri.engine.adapt``) before restoring it, in degraded and acquired mode; the checkpoint is untouched."""
+    digest = files[label].read_bytes()
+    (plain,) = restore(files[label], [files["full"]], tmp_path / "plain.h5", degrade=True, device="cpu")
+    for mode, source in (("degraded", files["full"]), ("acquired", files["undersampled"])):
+        (adapted,) = restore(files[label], [source], tmp_path / f"adapted_{mode}.h5", degrade=mode == "degraded",
+                             device="cpu", adapt_steps=3, adapt_lr=1e-2)
+        image = read_reconstruction(adapted)
+        assert image.shape == (SLICES, SIZE, SIZE) and np.isfinite(image).all(), mode
+        with h5py.File(adapted, "r") as file:
+            assert file.attrs["accelmri_adapt_steps"] == 3
+    assert np.abs(read_reconstruction(tmp_path / "adapted_degraded.h5") - read_reconstruction(plain)).max() > 0
+    assert files[label].read_bytes() == digest
+
+
+def test_realscan_adapts_the_kspace_models_that_can(files: dict[str, Path], tmp_path: Path) -> None:
+    spec = {"cases": [{"name": "phantom", "kind": "kspace", "target": str(files["full"]), "acceleration": 4,
+                       "center_fraction": 0.125, "mask": "equispaced", "methods": ["pgd", "pgd_adapted"]}],
+            "methods": {"pgd": str(files["pgd"]), "pgd_adapted": {"checkpoints": str(files["pgd"]), "adapt": 2}}}
+    realscan(spec, tmp_path / "out", device="cpu", log=lambda _: None)
+    methods = json.loads((tmp_path / "out" / "results.json").read_text())["cases"]["phantom"]["methods"]
+    assert methods["pgd"]["adapt_steps"] == 0 and methods["pgd_adapted"]["adapt_steps"] == 2
+    assert methods["pgd_adapted"]["status"] == "ok" and methods["pgd_adapted"]["runs"][0]["psnr"] > 0

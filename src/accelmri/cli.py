@@ -315,7 +315,8 @@ def restore(
     ] = None,
     adapt: Annotated[
         int, typer.Option(min=0, metavar="STEPS", help="Fine-tune a copy of the model on each input for STEPS steps "
-                          "before restoring it (zero-shot, self-supervised; super-resolution checkpoints; "
+                          "before restoring it (zero-shot, self-supervised: SR checkpoints by re-degrading the input, "
+                          "reconstruction/joint checkpoints of pgd_sft and modl by splitting its k-space; "
                           "docs/engine.md).")
     ] = 0,
     adapt_lr: Annotated[

@@ -33,8 +33,29 @@ not give, e.g. perceptual weights that are not on this machine), gradient-norm c
 float32. Random state: ``torch.manual_seed(seed)`` inside a forked generator, so a volume's adaptation is
 deterministic and the caller's random state is unchanged.
 
-Reconstruction and joint tasks (undersampled inputs) would need a further undersampling of the acquired k-space
-(SSDU-style splitting); they are refused.
+Reconstruction and joint tasks (undersampled inputs): after zero-shot self-supervision via data undersampling
+(ZS-SSDU; B. Yaman, S. A. H. Hosseini, M. Akçakaya, "Zero-Shot Self-Supervised Learning for MRI Reconstruction",
+ICLR 2022; loss of SSDU, Yaman et al., MRM 84:3172, 2020, Eq. 9). The acquired k-space ``Ω`` of every slice is
+split, never re-simulated:
+
+* the fully sampled centre (the contiguous acquired run through the k-space centre; every row of it for
+  phase-encode-line masks) always stays in the input;
+* a fixed validation set ``Γ`` (:data:`SSDU_VALIDATION_FRACTION` of the other acquired lines, or points for 2-D
+  masks) is held out once per slice;
+* every step draws, per slice, a loss set ``Λ`` (:data:`SSDU_LOSS_FRACTION` of the acquired lines outside the
+  centre and ``Γ``) uniformly at random; the model gets ``Θ = Ω \\ (Γ ∪ Λ)`` (``kspace``, ``mask`` and the
+  zero-filled ``lr_input`` made from ``Θ``; coil maps, reference and normalisation unchanged) and the loss compares
+  its complex reconstruction ``x`` (:attr:`~accelmri.models.base.Prediction.complex_image`) with the data on
+  ``Λ``: ``‖y_Λ − E_Λ x‖₂ / ‖y_Λ‖₂ + ‖y_Λ − E_Λ x‖₁ / ‖y_Λ‖₁`` with ``E_Λ = M_Λ F C`` (``C``: the batch's coil maps;
+  single-coil ``C = 1``), averaged over the batch;
+* early stopping (ZS-SSDU): before the first step and every ``max(1, steps // 10)`` steps the model gets ``Ω \\ Γ``
+  and is scored by the same loss on ``Γ``, summed over all slices; the weights with the lowest validation loss are
+  kept, so the adapted copy is never worse on ``Γ`` than the checkpoint.
+
+Only models that give their complex reconstruction (``complex_output``: PGD-SFT's Rec module, MoDL) can adapt this
+way; in joint models the loss reaches the reconstruction (PGD-SFT: Γ and the step size), not the SR part, which
+has no measured data beyond the acquired grid. No patches (the k-space loss needs the whole field of view), no
+flips. The restored volume then uses all of ``Ω``.
 """
 
 from __future__ import annotations
@@ -56,23 +77,37 @@ from accelmri.data.sample import Sample, collate
 from accelmri.data.volume import KspaceVolume
 from accelmri.engine.config import ExperimentConfig
 from accelmri.losses import CompositeLoss, build_loss
+from accelmri.physics.coils import rss
 from accelmri.physics.degrade import lowres
 from accelmri.physics.fft import fft2c, ifft2c
+from accelmri.physics.operators import SenseOperator
 
 __all__ = [
     "ADAPT_BATCH_SIZE",
     "ADAPT_LR_FACTOR",
     "ADAPT_PATCH",
     "ADAPT_TASKS",
+    "SSDU_LOSS_FRACTION",
+    "SSDU_TASKS",
+    "SSDU_VALIDATION_FRACTION",
     "Adaptation",
     "adapt_to_scan",
+    "adaptation_problem",
     "check_adaptation",
+    "ssdu_loss",
+    "ssdu_split",
 ]
 
 logger = logging.getLogger(__name__)
 
+#: Tasks adapted by k-space splitting (ZS-SSDU); ``super_resolution`` is adapted by re-degradation (ZSSR).
+SSDU_TASKS = ("reconstruction", "joint")
 #: Tasks whose checkpoints can be adapted.
-ADAPT_TASKS = ("super_resolution",)
+ADAPT_TASKS = ("super_resolution", *SSDU_TASKS)
+#: ``|Λ|`` as a fraction of the acquired lines outside the centre and ``Γ`` (SSDU's ρ = 0.4, Yaman et al. 2020).
+SSDU_LOSS_FRACTION = 0.4
+#: ``|Γ|`` as a fraction of the acquired lines outside the centre (the held-out validation set of ZS-SSDU).
+SSDU_VALIDATION_FRACTION = 0.2
 #: Patches per adaptation step.
 ADAPT_BATCH_SIZE = 4
 #: Largest adaptation patch side, in pixels of the adaptation target grid (the acquired LR grid).
@@ -91,8 +126,11 @@ class Adaptation:
         lr: the learning rate used.
         seconds: wall-clock time of the adaptation (pairs, steps), in seconds.
         losses: the training loss of every step (normalised units).
-        loss_terms: the loss terms used (``("l1",)`` after a fallback).
+        loss_terms: the loss terms used (``("l1",)`` after a fallback; ``("ssdu",)`` for k-space splitting).
         patch_size: the adaptation patch ``(P, P)`` on the target grid, or ``None`` for whole slices.
+        validation: ``((step, loss), …)`` of the held-out ``Γ`` (k-space splitting; step 0 = the checkpoint), else
+            empty.
+        best_step: the step whose weights were kept (k-space splitting; ``0`` = the checkpoint's), else ``steps``.
     """
 
     model: nn.Module
@@ -102,6 +140,8 @@ class Adaptation:
     losses: tuple[float, ...]
     loss_terms: tuple[str, ...]
     patch_size: tuple[int, int] | None
+    validation: tuple[tuple[int, float], ...] = ()
+    best_step: int | None = None
 
 
 def check_adaptation(
@@ -118,8 +158,7 @@ def check_adaptation(
 
     Raises:
         ValueError: ``steps`` negative or not an int, ``lr`` not a finite number > 0.
-        DataError: (naming ``source``) with ``steps > 0``, a task other than ``super_resolution`` or a model
-            without trainable parameters.
+        DataError: (naming ``source``) with ``steps > 0``, a model that cannot adapt (:func:`adaptation_problem`).
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"adapt_steps must be an int >= 0, got {steps!r}")
@@ -128,13 +167,25 @@ def check_adaptation(
         raise ValueError(f"adapt_lr must be a finite number > 0, got {lr!r}")
     if steps == 0:
         return
-    task = config.data.task
+    problem = adaptation_problem(config, model)
+    if problem is not None:
+        raise DataError(source, problem)
+
+
+def adaptation_problem(config: ExperimentConfig, model: nn.Module) -> str | None:
+    """Why ``model`` (with its checkpoint's ``config``) cannot be adapted, or ``None`` when it can: a task not in
+    :data:`ADAPT_TASKS`, no trainable parameters, or (reconstruction/joint) a model without a complex
+    reconstruction for the k-space loss (``complex_output``)."""
+    task, name = config.data.task, config.model.name
     if task not in ADAPT_TASKS:
-        raise DataError(source, f"scan-specific adaptation (--adapt) supports task {', '.join(ADAPT_TASKS)} only; "
-                        f"this checkpoint's task is {task} (undersampled inputs would need a further k-space "
-                        "undersampling split, not implemented)")
+        return (f"scan-specific adaptation (--adapt) supports task {', '.join(ADAPT_TASKS)} only; this checkpoint's "
+                f"task is {task}")
     if not any(p.requires_grad for p in model.parameters()):
-        raise DataError(source, f"{config.model.name} has no trainable parameters: nothing to adapt")
+        return f"{name} has no trainable parameters: nothing to adapt"
+    if task in SSDU_TASKS and not getattr(model, "complex_output", False):
+        return (f"scan-specific adaptation of task {task} splits the acquired k-space and needs the model's complex "
+                f"reconstruction; {name} gives only magnitudes (models that can: pgd_sft, modl)")
+    return None
 
 
 # ------------------------------------------------------------------------------------------------------ pairs
@@ -204,6 +255,211 @@ def _pairs(
     dataset = SliceDataset([target], data.task, data.acquisition.to_acquisition(), references=references, train=True,
                            patch_size=patch, sens_maps=data.sens_maps, normalization=data.normalization)
     return dataset, patch
+
+
+# ------------------------------------------------------------------------------------------ k-space splitting
+
+
+def _centre_box(acquired: torch.Tensor) -> tuple[slice, slice]:
+    """The fully sampled centre of a boolean ``(h, w)`` mask: the box grown from ``(h // 2, w // 2)`` one row or
+    column at a time while the new row or column is acquired over the whole box (empty if the centre is not
+    acquired). For phase-encode-line masks: every row of the contiguous run of lines through the centre."""
+    height, width = acquired.shape
+    top, left = height // 2, width // 2
+    if not bool(acquired[top, left]):
+        return slice(top, top), slice(left, left)
+    bottom, right = top + 1, left + 1
+    grown = True
+    while grown:
+        grown = False
+        if top > 0 and bool(acquired[top - 1, left:right].all()):
+            top, grown = top - 1, True
+        if bottom < height and bool(acquired[bottom, left:right].all()):
+            bottom, grown = bottom + 1, True
+        if left > 0 and bool(acquired[top:bottom, left - 1].all()):
+            left, grown = left - 1, True
+        if right < width and bool(acquired[top:bottom, right].all()):
+            right, grown = right + 1, True
+    return slice(top, bottom), slice(left, right)
+
+
+def _is_line_mask(mask: torch.Tensor) -> bool:
+    """Whether a ``(h, w)`` mask samples whole phase-encode lines (every row the same)."""
+    return bool((mask == mask[:1]).all())
+
+
+def ssdu_split(
+    mask: torch.Tensor, fraction: float, generator: torch.Generator, exclude: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split the acquired samples of a ``(h, w)`` 0/1 mask into ``(keep, held)``, boolean ``(h, w)`` each.
+
+    ``held`` is ``round(fraction · n)`` of the ``n`` acquired units outside the fully sampled centre and outside
+    ``exclude``, drawn uniformly at random with ``generator``: whole phase-encode lines (columns) when every row of
+    the mask is the same, single samples otherwise. The centre is the largest fully acquired box grown from the
+    k-space centre ``(h // 2, w // 2)`` (for line masks: every row of the contiguous run of lines through it).
+    ``keep`` is the acquired rest (centre included, ``exclude`` removed). SSDU (Yaman et al., MRM 2020; ZS-SSDU,
+    ICLR 2022).
+
+    Raises:
+        ValueError: a mask that is not 2-D, or ``fraction`` outside ``[0, 1)``.
+    """
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be (h, w), got shape {tuple(mask.shape)}")
+    if not 0 <= fraction < 1:
+        raise ValueError(f"fraction must be in [0, 1), got {fraction}")
+    acquired = mask > 0
+    height, width = acquired.shape
+    lines = _is_line_mask(acquired)
+    centre = torch.zeros_like(acquired)
+    centre[_centre_box(acquired)] = True
+    free = acquired & ~centre
+    if exclude is not None:
+        free &= ~exclude
+    candidates = (free[0] if lines else free.flatten()).nonzero()[:, 0]
+    count = round(fraction * len(candidates))
+    chosen = candidates[torch.randperm(len(candidates), generator=generator)[:count]]
+    held = torch.zeros(width if lines else height * width, dtype=torch.bool)
+    held[chosen] = True
+    held = held.expand(height, width) if lines else held.view(height, width)
+    keep = acquired & ~held
+    if exclude is not None:
+        keep &= ~exclude
+    return keep, held.clone()
+
+
+def _with_mask(sample: Sample, keep: torch.Tensor) -> Sample:
+    """``sample`` as if only ``keep (h, w)`` had been acquired: its ``kspace``, ``mask`` and zero-filled
+    ``lr_input`` (root-sum-of-squares, normalised with the sample's own statistics); the rest unchanged."""
+    mask = keep[None].to(sample.mask.dtype)
+    kspace = sample.kspace * mask
+    images = ifft2c(kspace)
+    magnitude = rss(images) if images.shape[0] > 1 else images[0].abs()
+    lr_input = (magnitude - sample.norm_mean / sample.norm_std).to(torch.float32)[None]
+    return replace(sample, kspace=kspace, mask=mask, lr_input=lr_input)
+
+
+def ssdu_loss(prediction: torch.Tensor, kspace: torch.Tensor, held: torch.Tensor,
+              sens_maps: torch.Tensor | None) -> torch.Tensor:
+    """The SSDU loss of a batch (Yaman et al., MRM 84:3172, 2020, Eq. 9), averaged over it.
+
+    Args:
+        prediction: complex reconstructions ``x (B, h, w)`` in k-space units.
+        kspace: acquired k-space ``y (B, C, h, w)`` complex (normalised units).
+        held: the loss sets ``Λ`` as 0/1 masks ``(B, 1, h, w)`` (real).
+        sens_maps: coil maps ``(B, C, h, w)`` complex, or ``None`` (single coil).
+
+    Returns:
+        ``mean_b ‖y_Λ − E_Λ x‖₂ / ‖y_Λ‖₂ + ‖y_Λ − E_Λ x‖₁ / ‖y_Λ‖₁`` (``E_Λ = M_Λ F C``; ``‖·‖₁`` the sum of
+        complex moduli), a float32 scalar.
+    """
+    operator = SenseOperator(held, sens_maps)
+    estimate = operator.forward(prediction if sens_maps is not None else prediction[:, None])
+    measured = held * kspace
+    difference = (estimate - measured).flatten(1)
+    measured = measured.flatten(1)
+    eps = torch.finfo(torch.float32).eps
+    l2 = torch.linalg.vector_norm(difference, dim=1) / torch.linalg.vector_norm(measured, dim=1).clamp_min(eps)
+    l1 = difference.abs().sum(1) / measured.abs().sum(1).clamp_min(eps)
+    return (l2 + l1).mean().float()
+
+
+def _complex_image(model: nn.Module, batch: Sample, name: str) -> torch.Tensor:
+    """The model's ``Prediction.complex_image`` of ``batch`` (refused when it gives none)."""
+    prediction = model(batch)
+    if prediction.complex_image is None:
+        raise ValueError(f"{name} gave no complex_image: it cannot adapt by k-space splitting")
+    return prediction.complex_image
+
+
+def _ssdu_validation(model: nn.Module, samples: Sequence[Sample], validation: Sequence[torch.Tensor],
+                     device: torch.device, name: str) -> float:
+    """The SSDU loss on the held-out ``Γ`` of every slice, the model given ``Ω \\ Γ``, summed over slices."""
+    model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for sample, held in zip(samples, validation, strict=True):
+            keep = (sample.mask[0] > 0) & ~held
+            batch = collate([_with_mask(sample, keep)]).to(device)
+            estimate = _complex_image(model, batch, name)
+            total += float(ssdu_loss(estimate, collate([sample]).kspace.to(device),
+                                     held[None, None].to(device, torch.float32), batch.sens_maps))
+    model.train()
+    return total
+
+
+def _adapt_zssr(adapted: nn.Module, config: ExperimentConfig, samples: Sequence[Sample],
+                reference: SliceSource | None, steps: int, lr: float, device: torch.device, batch_size: int,
+                source: Path) -> tuple[list[float], tuple[str, ...], tuple[int, int] | None]:
+    """ZSSR training of ``adapted`` in place (see the module docstring): ``(losses, loss terms, patch)``."""
+    dataset, patch = _pairs(config, adapted, samples, reference, source)
+    loss_fn, terms = _adaptation_loss(config, device)
+    optimizer = _optimizer(config, adapted, lr, str(source))
+    adapted.train()
+    losses: list[float] = []
+    for step in range(steps):
+        items = torch.randint(len(dataset), (batch_size,)).tolist()
+        batch = collate([dataset[i] for i in items]).to(device)
+        prediction = adapted(batch)
+        try:
+            total, _ = loss_fn(prediction, batch)
+        except ValueError as err:  # a term needs an output this model does not give
+            if step or terms == ("l1",):
+                raise
+            logger.info("adaptation: %s; using L1", err)
+            loss_fn, terms = build_loss({"l1": 1.0}).to(device), ("l1",)
+            total, _ = loss_fn(prediction, batch)
+        if not torch.isfinite(total):
+            raise ValueError(f"{source}: adaptation diverged at step {step + 1} (loss {float(total)}); "
+                             "lower the adaptation learning rate (--adapt-lr)")
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if config.trainer.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(adapted.parameters(), config.trainer.grad_clip)
+        optimizer.step()
+        losses.append(float(total.detach()))
+    return losses, terms, patch
+
+
+def _adapt_ssdu(adapted: nn.Module, config: ExperimentConfig, samples: Sequence[Sample], steps: int, lr: float,
+                device: torch.device, batch_size: int, source: Path
+                ) -> tuple[list[float], list[tuple[int, float]], int]:
+    """ZS-SSDU training of ``adapted`` in place (see the module docstring): ``(losses, validation, best_step)``."""
+    name = config.model.name
+    generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, ())))
+    validation = [ssdu_split(s.mask[0], SSDU_VALIDATION_FRACTION, generator)[1] for s in samples]
+    optimizer = _optimizer(config, adapted, lr, str(source))
+    every = max(1, steps // 10)
+    adapted.train()
+    scores = [(0, _ssdu_validation(adapted, samples, validation, device, name))]
+    best_state = copy.deepcopy(adapted.state_dict())
+    losses: list[float] = []
+    for step in range(1, steps + 1):
+        chosen = torch.randint(len(samples), (batch_size,), generator=generator).tolist()
+        inputs, held = [], []
+        for index in chosen:
+            keep, loss_set = ssdu_split(samples[index].mask[0], SSDU_LOSS_FRACTION, generator, validation[index])
+            inputs.append(_with_mask(samples[index], keep))
+            held.append(loss_set[None].to(torch.float32))
+        batch = collate(inputs).to(device)
+        measured = collate([samples[i] for i in chosen]).kspace.to(device)
+        total = ssdu_loss(_complex_image(adapted, batch, name), measured, torch.stack(held).to(device),
+                          batch.sens_maps)
+        if not torch.isfinite(total):
+            raise ValueError(f"{source}: adaptation diverged at step {step} (loss {float(total)}); lower the "
+                             "adaptation learning rate (--adapt-lr)")
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if config.trainer.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(adapted.parameters(), config.trainer.grad_clip)
+        optimizer.step()
+        losses.append(float(total.detach()))
+        if step % every == 0 or step == steps:
+            scores.append((step, _ssdu_validation(adapted, samples, validation, device, name)))
+            if scores[-1][1] < min(value for _, value in scores[:-1]):
+                best_state = copy.deepcopy(adapted.state_dict())
+    adapted.load_state_dict(best_state)
+    best_step = min(scores, key=lambda item: item[1])[0]
+    return losses, scores, best_step
 
 
 # --------------------------------------------------------------------------------------------------- training
@@ -289,38 +545,24 @@ def adapt_to_scan(
     losses: list[float] = []
     patch: tuple[int, int] | None = None
     terms: tuple[str, ...] = ()
+    validation: list[tuple[int, float]] = []
+    best_step: int | None = steps
     if steps:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
-            dataset, patch = _pairs(config, adapted, samples, reference, source)
-            loss_fn, terms = _adaptation_loss(config, device)
-            optimizer = _optimizer(config, adapted, float(lr), str(source))
-            adapted.train()
-            for step in range(steps):
-                items = torch.randint(len(dataset), (batch_size,)).tolist()
-                batch = collate([dataset[i] for i in items]).to(device)
-                prediction = adapted(batch)
-                try:
-                    total, _ = loss_fn(prediction, batch)
-                except ValueError as err:  # a term needs an output this model does not give
-                    if step or terms == ("l1",):
-                        raise
-                    logger.info("adaptation: %s; using L1", err)
-                    loss_fn, terms = build_loss({"l1": 1.0}).to(device), ("l1",)
-                    total, _ = loss_fn(prediction, batch)
-                if not torch.isfinite(total):
-                    raise ValueError(f"{source}: adaptation diverged at step {step + 1} (loss {float(total)}); "
-                                     "lower the adaptation learning rate (--adapt-lr)")
-                optimizer.zero_grad(set_to_none=True)
-                total.backward()
-                if config.trainer.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(adapted.parameters(), config.trainer.grad_clip)
-                optimizer.step()
-                losses.append(float(total.detach()))
+            if config.data.task in SSDU_TASKS:
+                terms = ("ssdu",)
+                losses, validation, best_step = _adapt_ssdu(adapted, config, samples, steps, float(lr), device,
+                                                            batch_size, source)
+            else:
+                losses, terms, patch = _adapt_zssr(adapted, config, samples, reference, steps, float(lr), device,
+                                                   batch_size, source)
     adapted.eval()
     seconds = time.perf_counter() - start
     if steps:
-        logger.info("%s: adapted %s for %d steps (lr %.3g, %s patches, loss %s) in %.1f s: loss %.4g -> %.4g",
+        logger.info("%s: adapted %s for %d steps (lr %.3g, %s patches, loss %s) in %.1f s: loss %.4g -> %.4g%s",
                     source, config.model.name, steps, lr, "whole-slice" if patch is None else f"{patch[0]}x{patch[1]}",
-                    "+".join(terms), seconds, losses[0], losses[-1])
-    return Adaptation(adapted, steps, float(lr), seconds, tuple(losses), terms, patch)
+                    "+".join(terms), seconds, losses[0], losses[-1],
+                    f"; validation {validation[0][1]:.4g} -> {min(v for _, v in validation):.4g}, kept step "
+                    f"{best_step}" if validation else "")
+    return Adaptation(adapted, steps, float(lr), seconds, tuple(losses), terms, patch, tuple(validation), best_step)

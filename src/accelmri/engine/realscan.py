@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import contextlib
 import html
-import inspect
 import json
 import math
 import os
@@ -62,6 +61,7 @@ from accelmri.data.errors import DataError
 from accelmri.data.readers.fastmri import FastMRIFile
 from accelmri.data.readers.nifti import read_nifti
 from accelmri.data.volume import ImageVolume
+from accelmri.engine.adapt import ADAPT_LR_FACTOR, adaptation_problem
 from accelmri.engine.config import AcquisitionConfig, ConfigError, ExperimentConfig
 from accelmri.engine.demo import summarize
 from accelmri.engine.evaluate import METRICS, load_method
@@ -159,8 +159,8 @@ class RealScanSpec:
         cases: the cases, in spec order.
         methods: ``{label: checkpoints or configs}`` (resolved paths; several = seeds), in spec order.
         claims: ``(a, b)`` pairs, "a above b".
-        adapt: test-time adaptation steps passed to ``restore`` where it has ``adapt_steps`` (0: none), for the
-            trained super-resolution checkpoints of the labels without their own ``adapt``.
+        adapt: test-time adaptation steps passed to ``restore`` (0: none) for the trained checkpoints that can adapt
+            (:func:`~accelmri.engine.adapt.adaptation_problem`), of the labels without their own ``adapt``.
         method_adapt: ``{label: MethodAdapt}`` of the labels given as a mapping (the others follow ``adapt``).
     """
 
@@ -369,12 +369,12 @@ def load_spec(spec: str | Path | Mapping[str, Any]) -> RealScanSpec:
 
 @dataclass(frozen=True)
 class _Method:
-    """A loaded method file: its config, whether its model reads a reference (``required_fields``) and whether it
-    has trainable parameters (what test-time adaptation needs)."""
+    """A loaded method file: its config, whether its model reads a reference (``required_fields``) and why it
+    cannot be adapted at test time (:func:`~accelmri.engine.adapt.adaptation_problem`; ``None``: it can)."""
 
     config: ExperimentConfig
     reads_reference: bool
-    trainable: bool
+    adapt_problem: str | None
 
 
 def _load_configs(spec: RealScanSpec) -> dict[Path, _Method]:
@@ -387,7 +387,7 @@ def _load_configs(spec: RealScanSpec) -> dict[Path, _Method]:
             try:
                 config, model = load_method(path, (), torch.device("cpu"))
                 configs[path] = _Method(config, "reference" in tuple(getattr(model, "required_fields", ())),
-                                        any(p.requires_grad for p in model.parameters()))
+                                        adaptation_problem(config, model))
             except (DataError, ValueError, RuntimeError, KeyError, OSError) as err:
                 problem = err.problem if isinstance(err, DataError) else f"{type(err).__name__}: {err}"
                 raise ConfigError(spec.source, key, f"{path}: {problem}") from err
@@ -594,58 +594,39 @@ def _acquisition_text(task: str, acquisition: AcquisitionConfig | CaseSpec) -> s
 # ------------------------------------------------------------------------------------------------- running
 
 
-def _adapt_plan(adapt: int) -> tuple[int, tuple[str, ...], str | None]:
-    """``(steps, tasks, note)``: the ``adapt_steps`` given to ``restore`` for trained checkpoints of ``tasks``
-    (``0``: none, also when ``restore`` has no ``adapt_steps``) and a note on what happened to ``adapt``."""
+def _adapt_plan(adapt: int) -> tuple[int, str | None]:
+    """``(steps, note)``: the ``adapt_steps`` given to ``restore`` for the checkpoints that can adapt (``0``:
+    none) and a note on what happened to ``adapt``."""
     if not adapt:
-        return 0, (), None
-    if "adapt_steps" not in inspect.signature(restore).parameters:
-        return 0, (), f"adapt: {adapt} ignored: this version of restore has no adapt_steps"
-    from accelmri.engine.adapt import ADAPT_TASKS  # present wherever restore has adapt_steps
-
-    tasks = tuple(ADAPT_TASKS)
-    return adapt, tasks, (f"test-time adaptation: adapt_steps={adapt} passed to restore for the trained checkpoints "
-                          f"of task {', '.join(tasks)} (parameter-free methods and other tasks run unadapted)")
+        return 0, None
+    return adapt, (f"test-time adaptation: adapt_steps={adapt} passed to restore for the trained checkpoints that "
+                   "can adapt (parameter-free methods and models without the adaptation's outputs run unadapted)")
 
 
-def _method_plans(spec: RealScanSpec, configs: Mapping[Path, _Method], steps: int,
-                  tasks: tuple[str, ...]) -> dict[str, tuple[int, float | None]]:
+def _method_plans(spec: RealScanSpec, configs: Mapping[Path, _Method],
+                  steps: int) -> dict[str, tuple[int, float | None]]:
     """``{label: (adapt_steps, adapt_lr)}`` given to ``restore`` for each label of ``spec.methods``: the label's own
-    ``adapt`` / ``adapt_lr`` (:class:`MethodAdapt`), else the spec-level plan (``steps`` for the trained checkpoints
-    of ``tasks``, :func:`_adapt_plan`); ``adapt_lr`` ``None`` = restore's default.
+    ``adapt`` / ``adapt_lr`` (:class:`MethodAdapt`), else the spec-level ``steps`` for the checkpoints that can
+    adapt (:func:`~accelmri.engine.adapt.adaptation_problem`); ``adapt_lr`` ``None`` = restore's default.
 
     Raises:
-        ConfigError: a label's own ``adapt > 0`` on a checkpoint that cannot adapt (parameter-free, a task other
-            than super-resolution, a ``restore`` without ``adapt_steps``), or its ``adapt_lr`` on a label that runs
-            unadapted.
+        ConfigError: a label's own ``adapt > 0`` on a checkpoint that cannot adapt (parameter-free, a task or model
+            without an adaptation), or its ``adapt_lr`` on a label that runs unadapted.
     """
     plans: dict[str, tuple[int, float | None]] = {}
     for label, paths in spec.methods.items():
         own = spec.method_adapt.get(label, MethodAdapt())
         key = f"methods.{label}"
         first = configs[paths[0]]
-        if own.steps is None:  # the spec-level rule: trained checkpoints of the tasks that adapt, others unadapted
-            adapts = bool(steps) and first.trainable and first.config.data.task in tasks
-            label_steps = steps if adapts else 0
-            why = ("the spec's adapt is 0" if not steps else
-                   f"{first.config.model.name} has no trainable parameters" if not first.trainable else
-                   f"task {first.config.data.task} does not adapt")
+        if own.steps is None:  # the spec-level rule: the checkpoints that can adapt, the others unadapted
+            label_steps = steps if first.adapt_problem is None else 0
+            why = "the spec's adapt is 0" if not steps else str(first.adapt_problem)
         else:
             label_steps, why = own.steps, "its adapt is 0"
-            if label_steps and "adapt_steps" not in inspect.signature(restore).parameters:
-                raise ConfigError(spec.source, f"{key}.adapt", "this version of restore has no adapt_steps")
-            if label_steps:
-                from accelmri.engine.adapt import ADAPT_TASKS
-
-                for path in paths:
-                    method = configs[path]
-                    if method.config.data.task not in ADAPT_TASKS:
-                        raise ConfigError(spec.source, f"{key}.adapt", f"{path}: scan-specific adaptation supports "
-                                          f"task {', '.join(ADAPT_TASKS)} only, this checkpoint's task is "
-                                          f"{method.config.data.task}")
-                    if not method.trainable:
-                        raise ConfigError(spec.source, f"{key}.adapt", f"{path}: {method.config.model.name} has no "
-                                          "trainable parameters: nothing to adapt")
+            for path in paths if label_steps else ():
+                problem = configs[path].adapt_problem
+                if problem is not None:
+                    raise ConfigError(spec.source, f"{key}.adapt", f"{path}: {problem}")
         if own.lr is not None and not label_steps:
             raise ConfigError(spec.source, f"{key}.adapt_lr", f"no adaptation to use it: {label} runs unadapted "
                               f"({why})")
@@ -663,8 +644,6 @@ def _adapt_text(method: Mapping[str, Any]) -> str:
 
 def _default_adapt_lr(config: ExperimentConfig) -> float:
     """The learning rate ``restore`` adapts with when ``adapt_lr`` is not given (``accelmri.engine.adapt``)."""
-    from accelmri.engine.adapt import ADAPT_LR_FACTOR
-
     return float(ADAPT_LR_FACTOR * config.optimizer.lr)
 
 
@@ -1003,8 +982,8 @@ def realscan(
     configs = _load_configs(parsed)
     out = Path(out)
     _check_out(out, parsed, overwrite)
-    steps, tasks, adapt_note = _adapt_plan(parsed.adapt)
-    plans = _method_plans(parsed, configs, steps, tasks)
+    steps, adapt_note = _adapt_plan(parsed.adapt)
+    plans = _method_plans(parsed, configs, steps)
     if adapt_note:
         log(adapt_note)
     out.parent.mkdir(parents=True, exist_ok=True)

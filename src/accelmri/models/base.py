@@ -33,12 +33,17 @@ class Prediction:
         lr_image: the reconstructed LR image ``(B, 1, h, w)`` (joint models' Rec branch), if any.
         reference_image: the reconstructed reference ``(B, 1, H, W)`` (MINet/SANet auxiliary output), if any.
         extras: further named tensors (attention maps, DEQ statistics, …).
+        complex_image: the complex reconstruction ``x (B, h, w)`` complex64 on the measured k-space grid, in the
+            batch's k-space units (``kspace`` ≈ ``M F C x``), of models with an explicit encoding operator (PGD-SFT's
+            Rec module, MoDL); ``None`` otherwise. k-space losses read it (self-supervised scan-specific adaptation,
+            :mod:`accelmri.engine.adapt`). Models that can give it set the attribute ``complex_output = True``.
     """
 
     image: torch.Tensor
     lr_image: torch.Tensor | None = None
     reference_image: torch.Tensor | None = None
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    complex_image: torch.Tensor | None = None
 
 
 def check_batch(model_name: str, required: tuple[str, ...], batch: Sample) -> None:

@@ -274,7 +274,8 @@ class PGDSFT(nn.Module):
     Forward: batch fields ``lr_input (B, 1, h, w)``, ``kspace (B, C, h, w)`` complex64, ``mask (B, 1, h, w)``,
     ``sens_maps (B, C, h, w)`` complex64 or None (single-coil) → ``Prediction(image (B, 1, s·h, s·w),
     lr_image = |x*| (B, 1, h, w) or None in "sr_only", extras {"deq_iterations": () int64 no-grad evaluations of
-    Φ, "deq_residual": (B,) float32 relative residual of the last one})``; all images in normalised batch units.
+    Φ, "deq_residual": (B,) float32 relative residual of the last one}, complex_image = x* (B, h, w) complex64 in
+    the batch's k-space units; None in "sr_only")``; all images in normalised batch units.
 
     Raises:
         ValueError: bad ``scale`` (scale 1 outside ``"recon_only"``), ``mode`` or solver settings; at forward,
@@ -334,6 +335,7 @@ class PGDSFT(nn.Module):
             self.condition = conv(1, cond_channels)
         if mode != "recon_only":
             self.sr = _SRModule(scale, channels, growth, n_blocks, cond_channels if mode == "joint" else None)
+        self.complex_output = mode != "sr_only"  # Prediction.complex_image = x* (the Rec module's fixed point)
         fields = {"joint": ("lr_input", "kspace", "mask"), "sr_only": ("lr_input",)}
         self.required_fields: tuple[str, ...] = fields.get(mode, ("kspace", "mask"))
 
@@ -389,7 +391,7 @@ class PGDSFT(nn.Module):
             image = grid.crop_hr(self.sr(grid.pad_lr(lr_image), None))
         else:
             image = grid.crop_hr(self.sr(grid.pad_lr(batch.lr_input), self.condition(grid.pad_lr(lr_image))))
-        return Prediction(image=image, lr_image=lr_image, extras=extras)
+        return Prediction(image=image, lr_image=lr_image, extras=extras, complex_image=x)
 
 
 @register("vgg_discriminator")

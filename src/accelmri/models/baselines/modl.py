@@ -73,7 +73,8 @@ class MoDL(nn.Module):
     """MoDL on the measured LR k-space; outputs ``lr_image (B, 1, h, w)`` and ``image (B, 1, s·h, s·w)``.
 
     Reads ``kspace (B, C, h, w)`` complex, ``mask (B, 1, h, w)`` and ``sens_maps (B, C, h, w)`` (optional for
-    single-coil data). Outputs are magnitudes in the batch's normalised units, cropped to the target's grid where the
+    single-coil data). Outputs are magnitudes in the batch's normalised units (and ``complex_image``, the complex
+    ``x_K (B, h, w)`` on the k-space grid in k-space units), cropped to the target's grid where the
     k-space grid is larger (``data.protocol: fastmri``, :func:`~accelmri.models.baselines.cg_sense.crop_to_target`);
     with ``scale > 1`` the complex LR reconstruction is upsampled (a "MoDL × bicubic" baseline, paper 001).
     Defaults (10 iterations, 5 layers × 64 channels, 10 CG iterations, ``λ₀ = 0.05`` as in the paper's code):
@@ -93,6 +94,7 @@ class MoDL(nn.Module):
     """
 
     required_fields: tuple[str, ...] = ("kspace", "mask")
+    complex_output = True  # Prediction.complex_image = x_K on the k-space grid
 
     def __init__(
         self,
@@ -134,8 +136,10 @@ class MoDL(nn.Module):
         return x
 
     def forward(self, batch: Sample) -> Prediction:
-        image = crop_to_target(self.reconstruct(batch), batch, self.scale)
+        x = self.reconstruct(batch)
+        image = crop_to_target(x, batch, self.scale)
         return Prediction(
             image=upsample_complex(image, self.scale, self.upsample, batch),
             lr_image=to_batch_units(image.abs()[:, None], batch),
+            complex_image=x,
         )
