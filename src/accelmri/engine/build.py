@@ -235,7 +235,8 @@ def build_dataset(config: DataConfig, split: str, source: str = "<config>") -> S
     """The :class:`SliceDataset` of one split (``train`` draws random masks, ``data.patch_size`` patches and
     ``data.augment`` flips/rotations; ``val``/``test`` have fixed masks and whole, unaugmented slices), or with
     ``data.protocol: fastmri`` the :class:`~accelmri.data.fastmri_protocol.FastMRIProtocolDataset`
-    (``val``/``test``: one mask per volume, seeded from the file name as fastMRI does).
+    (``val``/``test``: one mask per volume, seeded from the file name as fastMRI does). Both estimate coil maps of
+    multi-coil data with ``data.sens_maps: espirit`` (the protocol's on the acquired k-space grid).
 
     Call :func:`prepare_data` first for a digital brain. The dataset may be empty (a zero split ratio, or a split
     without a CSV or folder in ``data.source.csv`` / ``dir``).
@@ -270,7 +271,8 @@ def build_dataset(config: DataConfig, split: str, source: str = "<config>") -> S
             raise ConfigError(source, "data.source", "data.protocol: fastmri is single-contrast; remove the reference")
         fractions, accelerations = config.acquisition.fastmri_lists
         return FastMRIProtocolDataset(targets, config.acquisition.mask_kind, fractions, accelerations,
-                                      train=split == "train", normalization=config.normalization, slices=slices)
+                                      train=split == "train", normalization=config.normalization, slices=slices,
+                                      sens_maps=config.sens_maps)
     try:
         return SliceDataset(
             targets,

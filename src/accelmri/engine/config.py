@@ -250,7 +250,8 @@ class DataConfig:
         patch_size: random HR training patches ``[P, Q]`` (task ``super_resolution`` only; divisible by the scale,
             at most the image or crop size), cut after degradation with whole-slice normalisation; validation and
             test score whole slices. ``None`` trains on whole slices.
-        sens_maps: ``"espirit"`` to estimate coil maps (multi-coil data), or ``None``.
+        sens_maps: ``"espirit"`` to estimate coil maps (multi-coil data; with ``protocol: fastmri`` on the acquired
+            k-space grid, calibrated on the mask's fully sampled centre columns), or ``None``.
         normalization: ``"scale"`` or ``"meanstd"`` (:class:`~accelmri.data.datasets.SliceDataset`).
         augment: random flips / 90° rotations of the training slices' HR images before the acquisition
             (:class:`~accelmri.data.datasets.Augmentation`: ``{hflip, vflip, rot90}``, all ``false`` by default;
@@ -831,7 +832,7 @@ def _check_fastmri_protocol(data: DataConfig, source: str) -> None:
     if data.task != "reconstruction" or acq.scale != 1 or acq.noise_std != 0:
         raise ConfigError(source, "data.task", "data.protocol: fastmri is fastMRI's reconstruction benchmark: task "
                           "reconstruction, data.acquisition.scale 1, noise_std 0")
-    for name in ("crop", "patch_size", "sens_maps"):
+    for name in ("crop", "patch_size"):
         if getattr(data, name) is not None:
             raise ConfigError(source, f"data.{name}", "not used by data.protocol: fastmri (it crops to each file's "
                               "recon_size after reconstruction); remove it")

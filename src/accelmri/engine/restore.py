@@ -54,7 +54,9 @@ folder, or the ``out`` file itself for a single input):
   file's ``recon_size`` (320 × 320) with fastMRI's centre crop, the attributes above. Acquired mode only, a
   reconstruction checkpoint (scale 1), no reference: each slice goes through fastMRI's data path with the file's
   own mask (:func:`~accelmri.data.fastmri_protocol.challenge_sample`: no second mask; the zero-filled input is
-  cropped before the model, k-space models crop their output), whatever the checkpoint's ``data.protocol``.
+  cropped before the model, k-space models crop their output), whatever the checkpoint's ``data.protocol``; with
+  the checkpoint's ``data.sens_maps: espirit``, multi-coil files get ESPIRiT maps on the acquired k-space grid,
+  calibrated on the file's ``num_low_frequency`` centre columns.
 
 A reference contrast (multi-contrast models) is put on the target grid with
 :func:`~accelmri.data.pairing.align_reference` when both are image files: in acquired mode the target grid is the
@@ -506,7 +508,7 @@ def _plan(
             raise DataError(reference, "data.protocol: fastmri is single-contrast: restore without --reference")
         fractions, accelerations = data.acquisition.fastmri_lists
         protocol = FastMRIProtocolDataset([source], data.acquisition.mask_kind, fractions, accelerations,
-                                          normalization=data.normalization)
+                                          normalization=data.normalization, sens_maps=data.sens_maps)
         guide, affine, make_sample = None, None, protocol.__getitem__
         expected = fastmri_crop_size(volume)
     elif degrade:
@@ -528,7 +530,7 @@ def _plan(
                             + ": use a reconstruction checkpoint (data.acquisition.scale 1) and no --reference")
         guide, affine = None, None
         expected = fastmri_crop_size(volume)
-        make_sample = partial(challenge_sample, source, normalization=data.normalization)
+        make_sample = partial(challenge_sample, source, normalization=data.normalization, sens_maps=data.sens_maps)
     else:
         expected, affine, grid = (scale * height, scale * width), None, None
         if isinstance(volume, ImageVolume):

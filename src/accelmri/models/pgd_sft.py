@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from accelmri.models.base import GridPadding, Prediction, check_batch
+from accelmri.models.baselines.cg_sense import crop_to_target
 from accelmri.models.baselines.interpolation import sinc_interpolate, to_batch_units
 from accelmri.models.blocks.common import OutputConv, conv
 from accelmri.models.blocks.rrdb import RRDB, RRDBSFT
@@ -275,7 +276,9 @@ class PGDSFT(nn.Module):
     ``sens_maps (B, C, h, w)`` complex64 or None (single-coil) → ``Prediction(image (B, 1, s·h, s·w),
     lr_image = |x*| (B, 1, h, w) or None in "sr_only", extras {"deq_iterations": () int64 no-grad evaluations of
     Φ, "deq_residual": (B,) float32 relative residual of the last one}, complex_image = x* (B, h, w) complex64 in
-    the batch's k-space units; None in "sr_only")``; all images in normalised batch units.
+    the batch's k-space units; None in "sr_only")``; all images in normalised batch units. A k-space grid larger
+    than the target's (``data.protocol: fastmri``) is cropped to it for the images
+    (:func:`~accelmri.models.baselines.cg_sense.crop_to_target`), not for ``complex_image``.
 
     Raises:
         ValueError: bad ``scale`` (scale 1 outside ``"recon_only"``), ``mode`` or solver settings; at forward,
@@ -382,11 +385,12 @@ class PGDSFT(nn.Module):
         if self.prox is None and self.sr is not None:  # "sr_only": no Rec module
             return Prediction(image=grid.crop_hr(self.sr(grid.pad_lr(batch.lr_input), None)))
         x, iterations, residual = self.reconstruct(batch)
-        lr_image = to_batch_units(x.abs()[:, None], batch)
+        shown = crop_to_target(x, batch, self.scale)  # a k-space grid larger than the target's: fastMRI's crop
+        lr_image = to_batch_units(shown.abs()[:, None], batch)
         extras = {"deq_iterations": torch.tensor(iterations, device=x.device), "deq_residual": residual.float()}
         if self.sr is None:  # "recon_only": sinc interpolation of x* (scale 1: |x*| itself)
-            image = lr_image if self.scale == 1 else to_batch_units(sinc_interpolate(x, self.scale).abs()[:, None],
-                                                                     batch)
+            image = lr_image if self.scale == 1 else to_batch_units(
+                sinc_interpolate(shown, self.scale).abs()[:, None], batch)
         elif self.condition is None:
             image = grid.crop_hr(self.sr(grid.pad_lr(lr_image), None))
         else:
