@@ -292,15 +292,14 @@ def test_device_facts_refuse_cuda_without_cuda() -> None:
 
 
 def test_paper_batch_is_the_configs_batch_and_feeds_the_data_section() -> None:
-    import yaml
-
+    from accelmri.engine.config import load_config
     from benchmarks.cases import PAPER_BATCH, train_cases
     from benchmarks.pipeline import settings_for
 
     configs = {"t2net": "t2net_ixi_2x", "minet": "minet_fastmri_2x", "sanet": "sanet_fastmri_2x",
                "fasrnet": "fasrnet_fastmri_4x", "pgd_sft": "pgd_sft_brain_2x"}
     for model, name in configs.items():
-        config = yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())
+        config = load_config(ROOT / "configs" / f"{name}.yaml").to_dict()  # parsed: batch_size is in a base
         assert config["model"]["name"] == model and config["data"]["batch_size"] == PAPER_BATCH[model], name
     cases = train_cases(["paper-batch"], tiny=False)
     assert [(c.model, c.batch, c.size) for c in cases] == [(m, PAPER_BATCH[m], "paper-batch") for m in configs]
