@@ -142,6 +142,9 @@ class FASRNet(nn.Module):
         search_block_size: keys per block of the relevance search (memory ∝ block size only; the result is exact).
         search_window: optional local search (``±window`` key pixels; an approximation, never the default).
         search_dtype: optional correlation dtype, e.g. ``torch.bfloat16`` or ``"bfloat16"`` (never the default).
+        search_coarse: optional coarse-to-fine search with ``search_coarse × search_coarse`` LR-grid cells (the
+            ``coarse`` option of :func:`~accelmri.models.blocks.correspondence.relevance_search`; an
+            approximation, never the default; a value below 1 raises ``ValueError`` in the search).
 
     Raises:
         ValueError: bad scale, too few ``n_blocks``, FA with neither S-A nor M-A, a backbone without
@@ -171,6 +174,7 @@ class FASRNet(nn.Module):
         search_block_size: int = 512,
         search_window: int | None = None,
         search_dtype: torch.dtype | str | None = None,
+        search_coarse: int | None = None,
     ) -> None:
         super().__init__()
         if scale not in (2, 4):
@@ -187,7 +191,7 @@ class FASRNet(nn.Module):
         self.use_chpf, self.use_fa = use_chpf, use_fa
         self.reference_downsampling = reference_downsampling
         self.search = {"block_size": search_block_size, "window": search_window,
-                       "dtype": parse_search_dtype(search_dtype)}
+                       "dtype": parse_search_dtype(search_dtype), "coarse": search_coarse}
 
         if extractor_weights is not None and (backbone is not None or vgg_weights is not None):
             raise ValueError("extractor_weights selects the pretrained TextureExtractor: no backbone or vgg_weights")

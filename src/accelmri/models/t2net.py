@@ -16,8 +16,8 @@ Paper vs. reference code (design/models.md):
 - the loss weights (paper 0.2·L1(SR) + 0.8·L1(Rec), code 0.8/0.2) live in :mod:`accelmri.losses`.
 
 The relevance search is exact (global argmax/max as the dense formula) but blockwise in memory
-(:func:`~accelmri.models.blocks.correspondence.relevance_search`); ``search_window`` and ``search_dtype`` are
-opt-in approximations for speed.
+(:func:`~accelmri.models.blocks.correspondence.relevance_search`); ``search_window``, ``search_coarse`` and
+``search_dtype`` are opt-in approximations for speed.
 """
 
 from __future__ import annotations
@@ -61,6 +61,8 @@ class TaskTransformer(nn.Module):
         block_size: keys per block of the relevance search (memory only; the result is exact).
         window: restrict the search to keys within ``±window`` pixels of the query position (approximate).
         search_dtype: dtype of the relevance correlation, e.g. ``torch.bfloat16`` or ``"bfloat16"`` (approximate).
+        search_coarse: coarse-to-fine search with ``search_coarse × search_coarse`` cells (approximate; ``None`` =
+            exact): the ``coarse`` option of :func:`~accelmri.models.blocks.correspondence.relevance_search`.
     """
 
     def __init__(
@@ -72,6 +74,7 @@ class TaskTransformer(nn.Module):
         block_size: int = 512,
         window: int | None = None,
         search_dtype: torch.dtype | str | None = None,
+        search_coarse: int | None = None,
     ) -> None:
         super().__init__()
         if value not in ("paper", "refcode"):
@@ -82,6 +85,7 @@ class TaskTransformer(nn.Module):
         self.block_size = block_size
         self.window = window
         self.search_dtype = parse_search_dtype(search_dtype)
+        self.search_coarse = search_coarse
         self.fuse = nn.Conv2d(2 * channels, channels, kernel_size=1)
 
     def correspond(self, query: torch.Tensor, key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,9 +93,8 @@ class TaskTransformer(nn.Module):
 
         ``query`` and ``key`` are ``(B, C, h, w)``; positions are row-major over ``h × w`` (Eq. 5).
         """
-        return relevance_search(
-            query, key, patch=self.patch, block_size=self.block_size, window=self.window, dtype=self.search_dtype
-        )
+        return relevance_search(query, key, patch=self.patch, block_size=self.block_size, window=self.window,
+                                dtype=self.search_dtype, coarse=self.search_coarse)
 
     def value_features(self, key: torch.Tensor) -> torch.Tensor:
         """The value ``V`` ``(B, C, h, w)`` from the Rec feature ``(B, C, h, w)``: ``K↑↓`` (paper) or ``K`` (code).
@@ -144,6 +147,8 @@ class T2Net(nn.Module):
         search_window: local relevance search within ``±search_window`` LR pixels (approximate; ``None`` = exact).
         search_dtype: relevance correlation dtype, e.g. ``torch.bfloat16`` or ``"bfloat16"`` (YAML; approximate;
             ``None`` = input dtype). A name that is no torch dtype raises ``ValueError``.
+        search_coarse: coarse-to-fine relevance search with ``search_coarse × search_coarse`` LR-pixel cells
+            (approximate, ≥ 10× faster at 128² with 4; ``None`` = exact; ``ValueError`` in the search if below 1).
         block_size: keys per block of the relevance search (working memory only; exact for any value).
 
     Forward: ``batch.lr_input (B, 1, h, w)`` float32 → ``Prediction(image (B, 1, s·h, s·w),
@@ -164,6 +169,7 @@ class T2Net(nn.Module):
         search_window: int | None = None,
         search_dtype: torch.dtype | str | None = None,
         block_size: int = 512,
+        search_coarse: int | None = None,
     ) -> None:
         super().__init__()
         self.scale = scale
@@ -178,7 +184,7 @@ class T2Net(nn.Module):
             self.rec_tail = OutputConv(channels, 1)
             if use_task_transformer:
                 self.transformers = nn.ModuleList(
-                    TaskTransformer(channels, scale, value, 3, block_size, search_window, search_dtype)
+                    TaskTransformer(channels, scale, value, 3, block_size, search_window, search_dtype, search_coarse)
                     for _ in range(n_blocks)
                 )
 

@@ -11,7 +11,9 @@ index, as ``torch.max`` does on CPU). :func:`transfer` moves patches with one ga
 unfolding the value map (``9·C·N`` floats) and folding it back.
 
 Optional speed knobs (never the default): ``window`` restricts each query to keys within a square
-neighbourhood of the same (scaled) position; ``dtype=torch.bfloat16`` runs the correlation in bf16.
+neighbourhood of the same (scaled) position; ``coarse`` searches globally on ``coarse × coarse``-pooled
+descriptors and refines exactly inside the best coarse key windows (:func:`relevance_search`);
+``dtype=torch.bfloat16`` runs the correlation in bf16.
 """
 
 from __future__ import annotations
@@ -76,6 +78,8 @@ def relevance_search(
     window: int | None = None,
     dtype: torch.dtype | None = None,
     query_block: int = 4096,
+    coarse: int | None = None,
+    candidates: int = 8,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Max and argmax of the patch relevance of every query position over all key positions.
 
@@ -94,20 +98,39 @@ def relevance_search(
             grid are searched (an approximation; ``None`` = exact global search).
         dtype: correlation dtype (e.g. ``torch.bfloat16``); ``None`` keeps the input dtype.
         query_block: queries per block (rounded down to whole query rows, at least one row).
+        coarse: if given, a coarse-to-fine search (an approximation; ``None`` = exact global search). The
+            normalised descriptors are summed over ``coarse × coarse`` query cells (tiling the query grid) and
+            key windows (stride ``max(1, coarse // 2)``: half-overlapping) and renormalised; every query cell keeps its
+            ``candidates`` most relevant key windows (a global search, same cosine); then each query gets the
+            exact ``r_ij`` (the exact search's descriptors and dtype) of the fine keys inside its cell's
+            candidate windows only, and their max/argmax. The returned ``soft`` is therefore an exact ``r_ij``
+            (at most the global max) and the result equals the exact one when the best key lies in a candidate
+            window. Cost ``≈ 4·N_q·N_k·D/coarse⁴ + N_q·candidates·coarse²·D`` multiply-adds instead of
+            ``N_q·N_k·D``; memory ``O((N_q + N_k)·D)`` (the descriptor maps). ``coarse=4, candidates=8`` is
+            ≥ 10× faster than the exact search at 128² (``benchmarks/coarse_search.py``, docs/performance.md).
+        candidates: key windows refined per query cell (only with ``coarse``; at least the number of key windows,
+            ``⌈Hk / s⌉·⌈Wk / s⌉`` with ``s = max(1, coarse // 2)``, makes the search exhaustive: the exact result).
 
     Returns:
         ``(soft, index)``: ``soft (B, Hq·Wq)`` float32 the maximum relevance, ``index (B, Hq·Wq)`` int64 the key
         position (row-major over ``Hk × Wk``) attaining it.
 
     Raises:
-        ValueError: on channel mismatch, an even patch or a non-positive block size.
+        ValueError: on channel mismatch, an even patch, a non-positive block size, ``coarse`` or ``candidates``
+            below 1, or ``coarse`` together with ``window``.
     """
     if query.shape[:2] != key.shape[:2]:
         raise ValueError(f"query {tuple(query.shape)} and key {tuple(key.shape)} differ in batch or channels")
     if patch % 2 == 0 or block_size < 1 or query_block < 1:
         raise ValueError(f"patch must be odd and block sizes positive, got {patch}, {block_size}, {query_block}")
+    if coarse is not None and (coarse < 1 or candidates < 1 or window is not None):
+        raise ValueError(f"coarse and candidates must be ≥ 1 and coarse excludes window, got coarse={coarse}, "
+                         f"candidates={candidates}, window={window}")
     with torch.no_grad():  # the argmax has no gradient; max_j r_ij is re-evaluated at j = t_i below
-        soft, index = _search(query, key, patch, block_size, window, dtype, query_block)
+        if coarse is None:
+            soft, index = _search(query, key, patch, block_size, window, dtype, query_block)
+        else:
+            soft, index = _coarse_search(query, key, patch, coarse, candidates, dtype, block_size * query_block)
     if torch.is_grad_enabled() and (query.requires_grad or key.requires_grad):
         soft = _relevance_at(query, key, index, patch)
     return soft, index
@@ -166,6 +189,106 @@ def _search(
         soft.append(best)
         index.append(best_index)
     return torch.cat(soft, dim=1), torch.cat(index, dim=1)
+
+
+def _descriptor_cells(x: torch.Tensor, patch: int, cell: int, dtype: torch.dtype) -> torch.Tensor:
+    """Normalised descriptors of ``x (B, C, H, W)`` grouped by ``cell × cell`` cells: ``(B, N_cells, cell², D)``.
+
+    Each descriptor holds the exact search's values (:func:`_band_descriptors`: the same zero-padded patch divided
+    by the same norm, then cast to ``dtype``), ordered ``(patch row, patch column, channel)`` instead of
+    ``F.unfold``'s channel-major order (a permutation of the dimensions: only the summation order of a dot product
+    changes), built pixel-major in one copy of contiguous channel runs. Cells are row-major over the
+    ``⌈H/cell⌉ × ⌈W/cell⌉`` cell grid, pixels row-major inside a cell; pixels past the image border (when ``cell``
+    does not divide ``H`` or ``W``) get zero descriptors.
+    """
+    batch, channels, height, width = x.shape
+    rows, cols = -(-height // cell), -(-width // cell)
+    x = F.pad(x, (0, cols * cell - width, 0, rows * cell - height))  # zeros, as the exact search's padding
+    norms = _patch_norms(x, patch).view(batch, rows, cell, cols, cell).transpose(2, 3)
+    padded = F.pad(x, (patch // 2,) * 4).permute(0, 2, 3, 1).contiguous()  # (B, H + p − 1, W + p − 1, C)
+    windows = padded.unfold(1, patch, 1).unfold(2, patch, 1).permute(0, 1, 2, 4, 5, 3)  # (B, H, W, p, p, C)
+    windows = windows.unflatten(1, (rows, cell)).unflatten(3, (cols, cell)).transpose(2, 3)
+    cells = windows.reshape(batch, rows * cols, cell * cell, channels * patch * patch)  # the one copy
+    return cells.div_(norms.reshape(batch, rows * cols, cell * cell, 1).to(x.dtype)).to(dtype)
+
+
+def _window_positions(height: int, width: int, side: int, device: torch.device) -> tuple[torch.Tensor, int]:
+    """Key windows of the coarse search: ``side × side`` pixels at stride ``max(1, side // 2)`` (half-overlapping).
+
+    Window ``(a, b)`` covers rows ``a·stride − pad … a·stride − pad + side − 1`` (columns alike) with
+    ``pad = (side − stride) // 2``, for ``a < ⌈height / stride⌉``: together they cover every pixel.
+
+    Returns:
+        The row-major pixel index ``(N_windows, side²)`` int64 of every window pixel (``-1`` off the image;
+        windows row-major over their grid, pixels row-major inside a window) and ``pad``.
+    """
+    stride = max(1, side // 2)
+    pad = (side - stride) // 2
+    rows, cols = -(-height // stride), -(-width // stride)
+    offsets = torch.arange(side, device=device)
+    y = (torch.arange(rows, device=device) * stride - pad)[:, None, None, None] + offsets[None, None, :, None]
+    x = (torch.arange(cols, device=device) * stride - pad)[None, :, None, None] + offsets[None, None, None, :]
+    positions = (y * width + x).masked_fill((y < 0) | (y >= height) | (x < 0) | (x >= width), -1)
+    return positions.reshape(rows * cols, side * side), pad
+
+
+def _coarse_search(
+    query: torch.Tensor, key: torch.Tensor, patch: int, cell: int, candidates: int, dtype: torch.dtype | None,
+    block_elements: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Coarse-to-fine search (``coarse`` of :func:`relevance_search`; returns as there), without autograd.
+
+    Query cells tile the query grid (``cell × cell``); key windows of the same side overlap by half
+    (:func:`_window_positions`), so that every key lies near the centre of some window, whose summed descriptor
+    then resembles it more than a cell's whose border it is on. ``block_elements`` bounds the coarse relevance
+    scores and the gathered fine key descriptors held at once.
+    """
+    dtype = dtype or query.dtype
+    (hq, wq), (hk, wk) = query.shape[-2:], key.shape[-2:]
+    q_cells = _descriptor_cells(query, patch, cell, dtype)  # (B, Mq, c², D)
+    k_map = _descriptor_cells(key, patch, 1, dtype)[:, :, 0]  # (B, Nk, D) pixel-major
+    batch, n_query_cells, per_cell, depth = q_cells.shape
+    positions, pad = _window_positions(hk, wk, cell, key.device)  # (Mk, c²)
+    # Global search over windows: the top-k key windows of every query cell by the cosine of summed descriptors.
+    stride = max(1, cell // 2)
+    rows, cols = -(-hk // stride), -(-wk // stride)
+    k_grid = k_map.float().view(batch, hk, wk, depth).permute(0, 3, 1, 2)  # (B, D, Hk, Wk), a view
+    k_grid = F.pad(k_grid, (pad, (cols - 1) * stride + cell - pad - wk, pad, (rows - 1) * stride + cell - pad - hk))
+    k_coarse = F.normalize(F.avg_pool2d(k_grid, cell, stride).flatten(2), dim=1).to(dtype)  # (B, D, Mk)
+    q_coarse = F.normalize(q_cells.float().sum(2), dim=2).to(dtype)  # (B, Mq, D)
+    n_windows = positions.shape[0]
+    kept = min(candidates, n_windows)
+    step = max(1, block_elements // n_windows)
+    top = torch.cat([torch.bmm(q_coarse[:, i : i + step], k_coarse).topk(kept, dim=2).indices
+                     for i in range(0, n_query_cells, step)], dim=1)  # (B, Mq, k)
+    # Exact refinement: every query of a cell against the fine keys of the cell's candidate windows.
+    first_key = torch.arange(batch, device=key.device)[:, None, None] * (hk * wk)  # of each item in k_map
+    k_map = k_map.flatten(0, 1)  # (B·Nk, D)
+    soft, index = [], []
+    step = max(1, block_elements // (kept * per_cell * max(depth, per_cell)))  # gathered keys and scores
+    # One buffer for the gathered keys: a fresh multi-MB tensor per block costs page faults comparable to the copy.
+    buffer = k_map.new_empty(batch * min(step, n_query_cells) * kept * per_cell, depth)
+    for i in range(0, n_query_cells, step):
+        # Candidate keys in ascending index (-1 = off the key grid first): the first maximum is then the lowest
+        # key index among ties (and keys of two overlapping windows), as in the exact search.
+        key_index = positions[top[:, i : i + step]].flatten(2).sort(dim=2).values  # (B, n, k·c²)
+        flat = (key_index.clamp_min(0) + first_key).flatten()
+        keys = torch.index_select(k_map, 0, flat, out=buffer[: flat.numel()]).view(-1, kept * per_cell, depth)
+        queries = q_cells[:, i : i + step].flatten(0, 1)  # (B·n, c², D)
+        scores = torch.bmm(queries, keys.transpose(1, 2)).float()  # (B·n, c², k·c²)
+        key_index = key_index.flatten(0, 1)[:, None]  # (B·n, 1, k·c²)
+        best, arg = scores.masked_fill_(key_index < 0, -torch.inf).max(dim=2)  # (B·n, c²)
+        index.append(torch.gather(key_index[:, 0], 1, arg).view(batch, -1, per_cell))
+        soft.append(best.view(batch, -1, per_cell))
+    return _from_cells(torch.cat(soft, dim=1), hq, wq, cell), _from_cells(torch.cat(index, dim=1), hq, wq, cell)
+
+
+def _from_cells(x: torch.Tensor, height: int, width: int, cell: int) -> torch.Tensor:
+    """One value per pixel from the cell layout of :func:`_descriptor_cells`: ``(B, N_cells, cell²)`` → row-major
+    ``(B, H·W)``."""
+    rows, cols = -(-height // cell), -(-width // cell)
+    x = x.view(-1, rows, cols, cell, cell).permute(0, 1, 3, 2, 4).reshape(-1, rows * cell, cols * cell)
+    return x[:, :height, :width].flatten(1)
 
 
 def _onednn_gemm(device: torch.device, dtype: torch.dtype) -> bool:
