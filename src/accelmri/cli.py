@@ -313,6 +313,11 @@ def restore(
     reference_contrast: Annotated[
         str | None, typer.Option(help="The references' contrast (default: read from each reference file).")
     ] = None,
+    register_reference: Annotated[
+        bool, typer.Option("--register-reference", help="Rigidly register each reference to its input (patient "
+                           "motion between the series; mutual information, SimpleITK: pip install "
+                           "\"accelmri[registration]\") before resampling it onto the target grid.")
+    ] = False,
     adapt: Annotated[
         int, typer.Option(min=0, metavar="STEPS", help="Fine-tune a copy of the model on each input for STEPS steps "
                           "before restoring it (zero-shot, self-supervised: SR checkpoints by re-degrading the input, "
@@ -349,12 +354,14 @@ def restore(
     def one_line(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
         typer.echo(f"warning: {' '.join(str(message).split())}", err=True)
 
-    log = logging.getLogger("accelmri.engine.adapt")  # the seconds spent adapting, one line per input
+    # one line per input: the seconds spent adapting, a reference's registration
+    logs = [logging.getLogger("accelmri.engine.adapt"), logging.getLogger("accelmri.engine.restore")]
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
-    level = log.level
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
+    levels = [log.level for log in logs]
+    for log in logs:
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always", ContrastMismatchWarning)  # one per input, however many inputs
@@ -362,13 +369,15 @@ def restore(
             written = run_restore(checkpoint, inputs, out, reference or None, degrade, overwrite, device=device,
                                   precision=_precision(precision), channels_last=channels_last, contrast=contrast,
                                   reference_contrast=reference_contrast, adapt_steps=adapt, adapt_lr=adapt_lr,
+                                  register_reference=register_reference,
                                   progress=_show_progress(quiet), dicom_as_nifti=nifti, series_uid=series_uid,
                                   reference_series_uid=reference_series_uid)
     except USER_ERRORS as err:
         raise fail(err) from err
     finally:
-        log.removeHandler(handler)
-        log.setLevel(level)
+        for log, level in zip(logs, levels, strict=True):
+            log.removeHandler(handler)
+            log.setLevel(level)
     for path in written:
         console.print(f"wrote {escape(str(path))}")
 

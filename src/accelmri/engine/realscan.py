@@ -92,7 +92,7 @@ OUTPUT_FILES = ("results.json", "results.md", "report.html")
 
 _TOP_KEYS = ("cases", "methods", "claims", "adapt")
 _CASE_KEYS = {
-    "image": ("name", "kind", "target", "reference", "methods"),
+    "image": ("name", "kind", "target", "reference", "register_reference", "methods"),
     "kspace": ("name", "kind", "target", "methods", "acceleration", "center_fraction", "mask", "seed", "l2_weight",
                "cg_iterations"),
 }
@@ -116,6 +116,8 @@ class CaseSpec:
         target: the fully sampled volume (resolved path).
         reference: the reference contrast for guided models (``image`` cases), or ``None``.
         methods: method labels run on this case, in order.
+        register_reference: rigidly register the reference to each method's input before use (``restore``'s
+            ``register_reference``; ``image`` cases with a reference).
         acceleration: undersampling ``R`` of the built-in baselines (``kspace`` cases).
         center_fraction: their fully sampled centre fraction.
         mask: their mask kind (:data:`accelmri.physics.masks.MASK_KINDS`).
@@ -135,6 +137,7 @@ class CaseSpec:
     seed: int = 0
     l2_weight: float = 1e-2
     cg_iterations: int = 100
+    register_reference: bool = False
 
 
 @dataclass(frozen=True)
@@ -290,7 +293,11 @@ def _case(raw: Any, index: int, methods: Mapping[str, tuple[Path, ...]], base: P
     if len(set(labels)) != len(labels):
         raise ConfigError(source, f"{key}.methods", "a label is listed twice")
     if kind == "image":
-        return CaseSpec(name, kind, target, reference, tuple(labels))
+        register = raw.get("register_reference", False)
+        if not isinstance(register, bool) or (register and reference is None):
+            raise ConfigError(source, f"{key}.register_reference", "expected true or false (true needs a reference), "
+                              f"got {register!r}")
+        return CaseSpec(name, kind, target, reference, tuple(labels), register_reference=register)
     mask = raw.get("mask", "equispaced")
     if mask not in MASK_KINDS:
         raise ConfigError(source, f"{key}.mask", f"expected one of {', '.join(MASK_KINDS)}, got {mask!r}")
@@ -677,6 +684,7 @@ def _run_case(case: CaseSpec, spec: RealScanSpec, configs: Mapping[Path, _Method
     folder.mkdir(parents=True, exist_ok=True)
     entry: dict[str, Any] = {"kind": case.kind, "target": str(case.target),
                              "reference": None if case.reference is None else str(case.reference),
+                             "register_reference": case.register_reference,
                              "slices": int(truth.shape[0]), "shape": list(truth.shape[1:]), "methods": {}}
     if case.kind == "kspace":
         entry["acquisition"] = {"mask": case.mask, "acceleration": case.acceleration,
@@ -724,7 +732,8 @@ def _run_case(case: CaseSpec, spec: RealScanSpec, configs: Mapping[Path, _Method
                 try:
                     reference_file = case.reference if loaded.reads_reference else None
                     written = restore(path, [case.target], volume_path, reference=reference_file, degrade=True,
-                                      device=device, **extra)[0]
+                                      device=device, register_reference=case.register_reference and
+                                      reference_file is not None, **extra)[0]
                     seconds = time.perf_counter() - start
                     output = _read_restored(written)
                     if output.shape != truth.shape:
@@ -903,7 +912,8 @@ def _markdown(payload: Mapping[str, Any], figures: Mapping[str, Path | None]) ->
         shape = "×".join(str(n) for n in entry["shape"])
         lines += ["", f"## {name}", "", f"`{Path(entry['target']).name}` ({entry['kind']}, {entry['slices']} "
                   f"slice{'s' if entry['slices'] != 1 else ''} of {shape})"
-                  + (f", reference `{Path(entry['reference']).name}`" if entry["reference"] else "") + ".", ""]
+                  + (f", reference `{Path(entry['reference']).name}`" if entry["reference"] else "")
+                  + (" (rigidly registered to each input)" if entry.get("register_reference") else "") + ".", ""]
         rows, notes = _case_rows(entry, adapt_column)
         lines += markdown_table(header, rows, text_columns)
         lines += (["", *(f"- {note}" for note in notes)] if notes else [])

@@ -88,6 +88,7 @@ restored (a DICOM series folder whole, through :func:`~accelmri.io.atomic_folder
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -107,6 +108,7 @@ from accelmri.data.pairing import align_reference
 from accelmri.data.readers.dicom_writer import write_dicom_series
 from accelmri.data.readers.fastmri import FastMRIFile
 from accelmri.data.readers.nifti import write_nifti
+from accelmri.data.registration import register_rigid
 from accelmri.data.sample import Sample, collate
 from accelmri.data.volume import ImageVolume
 from accelmri.engine.adapt import adapt_to_scan, check_adaptation
@@ -120,7 +122,7 @@ from accelmri.io import atomic_output
 from accelmri.models import check_batch
 from accelmri.models.base import set_channels_last
 from accelmri.physics.coils import rss
-from accelmri.physics.fft import ifft2c
+from accelmri.physics.fft import fft2c, ifft2c
 from accelmri.physics.masks import realised_acceleration
 from accelmri.physics.sensitivity import calibrated_espirit_maps
 
@@ -137,6 +139,8 @@ _NIFTI_SUFFIXES = (".nii.gz", ".nii")
 _CONFIG_SUFFIXES = (".yaml", ".yml")
 _HDF5_SUFFIXES = (".h5", ".hdf5")
 _KSPACE_SUFFIXES = (*_HDF5_SUFFIXES, ".dat")
+
+logger = logging.getLogger(__name__)
 
 
 def restored_affine(affine: np.ndarray, scale: int, shape: tuple[int, int]) -> np.ndarray:
@@ -306,11 +310,27 @@ def _ranges(indices: np.ndarray) -> str:
 
 
 def _open_reference(
-    path: Path, grid: ImageVolume | None, num_slices: int, subject: str, series_uid: str | None = None
+    path: Path, grid: ImageVolume | None, num_slices: int, subject: str, series_uid: str | None = None,
+    register_to: ImageVolume | None = None, registered: dict[tuple[str, str], ImageVolume] | None = None,
 ) -> SliceSource:
     """The reference (series ``series_uid`` of a DICOM folder) as a :class:`SliceSource` on the target grid
-    (resampled when both sides have geometry)."""
+    (resampled when both sides have geometry; first rigidly registered to ``register_to`` when given, reusing
+    the result kept in ``registered`` for the same reference and input)."""
     reference = open_source(path, subject, series_uid=series_uid)
+    if register_to is not None:
+        if grid is None or not isinstance(reference.volume, ImageVolume):
+            raise DataError(path, "registering a reference needs geometry on both sides (image files: NIfTI or "
+                            "DICOM), not k-space")
+        key = (str(path), str(grid.path))
+        moved = None if registered is None else registered.get(key)
+        if moved is None:
+            moved = register_rigid(register_to, reference.volume)
+            found = moved.attrs["registration"]
+            logger.info("%s: registered to %s: rotation %.2f°, translation %.2f mm", path, grid.path,
+                        found["rotation_deg"], found["translation_mm"])
+            if registered is not None:
+                registered[key] = moved
+        reference = SliceSource(moved, subject=subject, contrast=reference.contrast)
     if grid is not None and isinstance(reference.volume, ImageVolume):
         aligned = align_reference(grid, reference.volume)
         coverage = np.asarray(aligned.attrs.get("slice_coverage", np.ones(num_slices)))
@@ -489,15 +509,34 @@ def _opened(path: Path, series_uid: str | None = None) -> Iterator[SliceSource]:
             source.volume.close()
 
 
+def _acquired_band(volume: ImageVolume, scale: int) -> ImageVolume:
+    """``volume`` as the acquisition leaves it for super-resolution by ``scale``: each slice's centred k-space
+    outside the central ``(H // scale, W // scale)`` block set to zero (magnitude, same grid): what a reference may
+    be registered to in degraded mode without looking at the ground truth."""
+    kspace = fft2c(torch.from_numpy(np.asarray(volume.data, dtype=np.float32)).to(torch.complex64))
+    height, width = kspace.shape[-2:]
+    keep = torch.zeros(height, width, dtype=torch.bool)
+    rows, columns = height // scale, width // scale
+    keep[height // 2 - rows // 2: height // 2 - rows // 2 + rows, width // 2 - columns // 2:
+         width // 2 - columns // 2 + columns] = True
+    band = ifft2c(kspace * keep).abs().numpy().astype(np.float32)
+    return ImageVolume(band, volume.affine, path=volume.path, contrast=volume.contrast)
+
+
 def _plan(
     config: ExperimentConfig, source: SliceSource, reference: Path | None, degrade: bool,
-    reference_series_uid: str | None = None,
+    reference_series_uid: str | None = None, register_reference: bool = False,
+    registered: dict[tuple[str, str], ImageVolume] | None = None,
 ) -> _Plan:
     """Check an input against the checkpoint (sizes; the reference: readable, covering, on the grid) and describe
-    how it is restored; nothing heavy runs until a sample is made."""
-    open_reference = partial(_open_reference, series_uid=reference_series_uid)
+    how it is restored; nothing heavy runs until a sample is made (except a reference's registration, kept in
+    ``registered`` for the next plan of the same input)."""
+    open_reference = partial(_open_reference, series_uid=reference_series_uid, registered=registered)
     data = config.data
     scale = data.acquisition.scale
+    if register_reference and reference is not None and not isinstance(source.volume, ImageVolume):
+        raise DataError(source.path, "registering a reference needs geometry on both sides (image files: NIfTI or "
+                        "DICOM), not k-space")
     height, width = _slice_shape(source)
     count = source.num_slices
     volume = source.volume
@@ -514,7 +553,9 @@ def _plan(
     elif degrade:
         refuse_challenge_file(source)
         grid = volume if isinstance(volume, ImageVolume) else None
-        guide = None if reference is None else open_reference(reference, grid, count, source.subject)
+        register_to = _acquired_band(grid, scale) if register_reference and grid is not None else None
+        guide = None if reference is None else open_reference(reference, grid, count, source.subject,
+                                                               register_to=register_to)
         dataset = SliceDataset([source], data.task, data.acquisition.to_acquisition(),
                                references=None if guide is None else [guide], train=False,
                                sens_maps=data.sens_maps, normalization=data.normalization,
@@ -537,7 +578,9 @@ def _plan(
             affine = restored_affine(volume.affine, scale, (height, width))
             zeros = np.broadcast_to(np.float32(0.0), (count, *expected))  # the HR grid, for align_reference
             grid = ImageVolume(zeros, affine, path=volume.path, contrast=volume.contrast)
-        guide = None if reference is None else open_reference(reference, grid, count, source.subject)
+        register_to = volume if register_reference and isinstance(volume, ImageVolume) else None
+        guide = None if reference is None else open_reference(reference, grid, count, source.subject,
+                                                               register_to=register_to)
         make_sample = partial(_acquired_sample, source, data, guide, expected)
     return _Plan(source, guide, make_sample, expected, affine, extent)
 
@@ -593,6 +636,7 @@ def restore(
     dicom_as_nifti: bool = False,
     series_uid: str | None = None,
     reference_series_uid: str | None = None,
+    register_reference: bool = False,
 ) -> list[Path]:
     """Restore files with a trained checkpoint (see the module docstring for modes, geometry and outputs).
 
@@ -626,6 +670,11 @@ def restore(
         series_uid: the SeriesInstanceUID to restore from DICOM folder inputs that hold several series (an input
             that is a file, or a folder without that series, is refused).
         reference_series_uid: the same for DICOM folder references.
+        register_reference: rigidly register each reference to its input before resampling it onto the target
+            grid (:func:`accelmri.data.registration.register_rigid`: patient motion between the series; needs
+            SimpleITK). The reference is registered to what the model sees: the input in acquired mode, the
+            input's acquired k-space band (``scale``) in degraded mode, never the full-resolution original. Image
+            inputs and references only. One ``logging.info`` line per reference gives the rotation and shift.
 
     Returns:
         The written files (DICOM series: folders), one per input, in input order.
@@ -668,9 +717,10 @@ def restore(
     # Every input and reference is read and checked (sizes, reference coverage, the model's fields: its first
     # sample is built) before any output is written, so a bad second input leaves no first output behind.
     slices = []
+    registered: dict[tuple[str, str], ImageVolume] = {}  # each reference is registered once per input
     for path, ref_path in zip(sources, references, strict=True):
         with _opened(path, series_uid) as source:
-            plan = _plan(config, source, ref_path, degrade, reference_series_uid)
+            plan = _plan(config, source, ref_path, degrade, reference_series_uid, register_reference, registered)
             _check_contrasts(expect, source, plan.guide)
             _check_fields(model, config.model.name, collate([plan.make_sample(0)]), path)
             slices.append(source.num_slices)
@@ -683,7 +733,7 @@ def restore(
         for path, ref_path, output in zip(sources, references, outputs, strict=True):
             display.update(task, description=f"restoring {path.name}")
             with _opened(path, series_uid) as source:
-                plan = _plan(config, source, ref_path, degrade, reference_series_uid)
+                plan = _plan(config, source, ref_path, degrade, reference_series_uid, register_reference, registered)
                 image = _restore_volume(model, config, plan, target_device, precision, adapt_steps, adapt_lr,
                                         lambda n: display.advance(task, n))
             if plan.affine is not None and not output.name.lower().endswith(_NIFTI_SUFFIXES):  # a DICOM series
