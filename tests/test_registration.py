@@ -162,3 +162,30 @@ def test_cli_flag_and_realscan_key(tmp_path: Path) -> None:
                                                        "register_reference": True}):
         with pytest.raises(ConfigError, match="register_reference"):
             load_spec({"cases": [bad], "methods": {"minet": str(checkpoint)}})
+
+
+def test_realscan_case_restores_a_slab_with_a_registered_reference(tmp_path: Path) -> None:
+    """``slices: [first, stop]`` restores and scores only that slab (its affine moved to the first slice kept), and
+    ``register_reference`` registers the reference to each guided method's input."""
+    import json
+
+    from accelmri.data.readers import read_nifti
+    from accelmri.engine.realscan import realscan
+
+    target, reference = pair()
+    source = write_nifti(tmp_path / "t2.nii.gz", target.data, target.affine)
+    guide = write_nifti(tmp_path / "flair.nii.gz", reference.data, reference.affine)
+    checkpoint = make_checkpoint(tmp_path / "minet.pt", MINET)
+    case = {"name": "slab", "target": str(source), "reference": str(guide), "register_reference": True,
+            "slices": [2, 20]}
+    realscan({"cases": [case], "methods": {"minet": str(checkpoint)}}, tmp_path / "out", device="cpu",
+             log=lambda _: None)
+    entry = json.loads((tmp_path / "out" / "results.json").read_text())["cases"]["slab"]
+    assert entry["slices"] == 18 and entry["slice_range"] == [2, 20] and entry["register_reference"]
+    assert entry["methods"]["minet"]["status"] == "ok"
+    slab = read_nifti(tmp_path / "out" / "volumes" / "slab" / "target_slices2-19.nii.gz")
+    np.testing.assert_array_equal(slab.data, target.data[2:20])
+    np.testing.assert_allclose(slab.affine[:3, 3], (AFFINE @ [0, 0, 2, 1])[:3])
+    for bad in ([3, 3], [1], [-1, 4], "0:4"):
+        with pytest.raises(ConfigError, match="slices"):
+            load_spec({"cases": [{**case, "slices": bad}], "methods": {"minet": str(checkpoint)}})

@@ -59,7 +59,7 @@ from accelmri import __version__
 from accelmri.data.datasets import SliceDataset, SliceSource, open_source
 from accelmri.data.errors import DataError
 from accelmri.data.readers.fastmri import FastMRIFile
-from accelmri.data.readers.nifti import read_nifti
+from accelmri.data.readers.nifti import read_nifti, write_nifti
 from accelmri.data.volume import ImageVolume
 from accelmri.engine.adapt import ADAPT_LR_FACTOR, adaptation_problem
 from accelmri.engine.config import AcquisitionConfig, ConfigError, ExperimentConfig
@@ -92,7 +92,7 @@ OUTPUT_FILES = ("results.json", "results.md", "report.html")
 
 _TOP_KEYS = ("cases", "methods", "claims", "adapt")
 _CASE_KEYS = {
-    "image": ("name", "kind", "target", "reference", "register_reference", "methods"),
+    "image": ("name", "kind", "target", "slices", "reference", "register_reference", "methods"),
     "kspace": ("name", "kind", "target", "methods", "acceleration", "center_fraction", "mask", "seed", "l2_weight",
                "cg_iterations"),
 }
@@ -118,6 +118,9 @@ class CaseSpec:
         methods: method labels run on this case, in order.
         register_reference: rigidly register the reference to each method's input before use (``restore``'s
             ``register_reference``; ``image`` cases with a reference).
+        slices: ``(first, stop)``: only the target's slices ``first … stop − 1`` are restored and scored (``image``
+            cases; written to the case's folder as ``target_slices<first>-<stop − 1>.nii.gz`` with the affine
+            moved to the first slice), or ``None`` for all.
         acceleration: undersampling ``R`` of the built-in baselines (``kspace`` cases).
         center_fraction: their fully sampled centre fraction.
         mask: their mask kind (:data:`accelmri.physics.masks.MASK_KINDS`).
@@ -138,6 +141,7 @@ class CaseSpec:
     l2_weight: float = 1e-2
     cg_iterations: int = 100
     register_reference: bool = False
+    slices: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -297,7 +301,14 @@ def _case(raw: Any, index: int, methods: Mapping[str, tuple[Path, ...]], base: P
         if not isinstance(register, bool) or (register and reference is None):
             raise ConfigError(source, f"{key}.register_reference", "expected true or false (true needs a reference), "
                               f"got {register!r}")
-        return CaseSpec(name, kind, target, reference, tuple(labels), register_reference=register)
+        slices = raw.get("slices")
+        if slices is not None and not (isinstance(slices, list) and len(slices) == 2
+                                       and all(isinstance(v, int) and not isinstance(v, bool) for v in slices)
+                                       and 0 <= slices[0] < slices[1]):
+            raise ConfigError(source, f"{key}.slices", f"expected [first, stop] with 0 <= first < stop (slices first "
+                              f"… stop − 1), got {slices!r}")
+        return CaseSpec(name, kind, target, reference, tuple(labels), register_reference=register,
+                        slices=None if slices is None else (slices[0], slices[1]))
     mask = raw.get("mask", "equispaced")
     if mask not in MASK_KINDS:
         raise ConfigError(source, f"{key}.mask", f"expected one of {', '.join(MASK_KINDS)}, got {mask!r}")
@@ -666,12 +677,34 @@ def _summary(runs: Sequence[dict[str, Any]]) -> tuple[dict[str, float], dict[str
     return mean, std
 
 
+def _case_target(case: CaseSpec, folder: Path) -> Path:
+    """The case's target file, or its slices ``case.slices`` written into ``folder`` (NIfTI, affine moved to the
+    first slice kept).
+
+    Raises:
+        DataError: a target without geometry or fewer slices than ``case.slices`` asks for.
+    """
+    if case.slices is None:
+        return case.target
+    first, stop = case.slices
+    volume = open_source(case.target).volume
+    if not isinstance(volume, ImageVolume) or stop > volume.num_slices:
+        raise DataError(case.target, f"slices [{first}, {stop}) need an image volume of at least {stop} slices")
+    affine = np.array(volume.affine, dtype=np.float64)
+    affine[:3, 3] = affine[:3] @ np.array([0.0, 0.0, first, 1.0])
+    return write_nifti(folder / f"target_slices{first}-{stop - 1}.nii.gz", volume.data[first:stop], affine,
+                       overwrite=True)
+
+
 def _run_case(case: CaseSpec, spec: RealScanSpec, configs: Mapping[Path, _Method], out: Path, device: str,
               plans: Mapping[str, tuple[int, float | None]],
               log: Callable[[str], None]) -> tuple[dict[str, Any], Path | None]:
     """Run every method of one case (``plans``: :func:`_method_plans`); returns its ``results.json`` entry and its
     figure (``None`` without one)."""
-    source = open_source(case.target)
+    folder = out / "volumes" / case.name
+    folder.mkdir(parents=True, exist_ok=True)
+    target = _case_target(case, folder)
+    source = open_source(target)
     try:
         truth = _ground_truth(source)
         builtins = {}
@@ -680,11 +713,10 @@ def _run_case(case: CaseSpec, spec: RealScanSpec, configs: Mapping[Path, _Method
     finally:
         if isinstance(source.volume, FastMRIFile):
             source.volume.close()
-    folder = out / "volumes" / case.name
-    folder.mkdir(parents=True, exist_ok=True)
     entry: dict[str, Any] = {"kind": case.kind, "target": str(case.target),
                              "reference": None if case.reference is None else str(case.reference),
                              "register_reference": case.register_reference,
+                             "slice_range": None if case.slices is None else list(case.slices),
                              "slices": int(truth.shape[0]), "shape": list(truth.shape[1:]), "methods": {}}
     if case.kind == "kspace":
         entry["acquisition"] = {"mask": case.mask, "acceleration": case.acceleration,
@@ -727,18 +759,18 @@ def _run_case(case: CaseSpec, spec: RealScanSpec, configs: Mapping[Path, _Method
                           adapt_steps=steps, adapt_lr=used_lr[0], adapt_lr_requested=lr)
             for seed, path in enumerate(paths):
                 name = f"{label}_seed{seed}" if len(paths) > 1 else label
-                volume_path = folder / f"{name}{_output_suffix(case.target)}"
+                volume_path = folder / f"{name}{_output_suffix(target)}"
                 start = time.perf_counter()
                 try:
                     reference_file = case.reference if loaded.reads_reference else None
-                    written = restore(path, [case.target], volume_path, reference=reference_file, degrade=True,
+                    written = restore(path, [target], volume_path, reference=reference_file, degrade=True,
                                       device=device, register_reference=case.register_reference and
                                       reference_file is not None, **extra)[0]
                     seconds = time.perf_counter() - start
                     output = _read_restored(written)
                     if output.shape != truth.shape:
                         raise ValueError(f"restored {output.shape}, the ground truth is {truth.shape}")
-                    source = open_source(case.target)
+                    source = open_source(target)
                     try:
                         lr_input, reference = _input_bands(configs[path].config, source)
                     finally:
@@ -913,7 +945,10 @@ def _markdown(payload: Mapping[str, Any], figures: Mapping[str, Path | None]) ->
         lines += ["", f"## {name}", "", f"`{Path(entry['target']).name}` ({entry['kind']}, {entry['slices']} "
                   f"slice{'s' if entry['slices'] != 1 else ''} of {shape})"
                   + (f", reference `{Path(entry['reference']).name}`" if entry["reference"] else "")
-                  + (" (rigidly registered to each input)" if entry.get("register_reference") else "") + ".", ""]
+                  + (" (rigidly registered to each input)" if entry.get("register_reference") else "")
+                  + (f"; target slices {entry['slice_range'][0]}–{entry['slice_range'][1] - 1}"
+                     if entry.get("slice_range") else "")
+                  + ".", ""]
         rows, notes = _case_rows(entry, adapt_column)
         lines += markdown_table(header, rows, text_columns)
         lines += (["", *(f"- {note}" for note in notes)] if notes else [])
