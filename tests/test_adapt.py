@@ -374,6 +374,7 @@ def test_reconstruction_adapts_from_its_own_kspace(tmp_path: Path, monkeypatch: 
     > 2 dB (measured, 1 thread, 4-coil phantom, R = 4 equispaced: 16.01 → 18.80 dB); every step's input and loss
     sets are disjoint parts of the acquired lines outside the held-out validation lines, which are scored with all
     other acquired lines as input."""
+    torch.manual_seed(0)  # the untrained weights, whatever ran before
     checkpoint = make_checkpoint(tmp_path / "pgd.pt", PGD_RECON, task="reconstruction", scale=1, acceleration=4.0,
                                  source={"kind": "digital_brain", "size": 64, "coils": 4}, lr=1e-3)
     config, model, samples, truth = recon_samples(checkpoint)

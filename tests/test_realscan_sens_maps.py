@@ -11,6 +11,7 @@ applicable" on multi-coil k-space, and says why.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -111,19 +112,23 @@ def test_realscan_kspace_case_runs_sens_maps_models(files: dict[str, Path]) -> N
 
 @pytest.mark.parametrize("label", ["pgd", "modl"])
 def test_restore_adapts_reconstruction_models_by_kspace_splitting(files: dict[str, Path], label: str,
-                                                                 tmp_path: Path) -> None:
+                                                                 tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
     """``--adapt`` on multi-coil k-space: the model is fine-tuned on the scan's own k-space (ZS-SSDU,
-    ``accelmri.engine.adapt``) before restoring it, in degraded and acquired mode; the checkpoint is untouched."""
+    ``accelmri.engine.adapt``) before restoring it, in degraded and acquired mode; the checkpoint is untouched.
+    (Whether the output changes depends on early stopping: the kept weights may be the checkpoint's.)"""
     digest = files[label].read_bytes()
-    (plain,) = restore(files[label], [files["full"]], tmp_path / "plain.h5", degrade=True, device="cpu")
     for mode, source in (("degraded", files["full"]), ("acquired", files["undersampled"])):
-        (adapted,) = restore(files[label], [source], tmp_path / f"adapted_{mode}.h5", degrade=mode == "degraded",
-                             device="cpu", adapt_steps=3, adapt_lr=1e-2)
+        with caplog.at_level(logging.INFO, logger="accelmri.engine.adapt"):
+            (adapted,) = restore(files[label], [source], tmp_path / f"adapted_{mode}.h5",
+                                 degrade=mode == "degraded", device="cpu", adapt_steps=3, adapt_lr=1e-2)
         image = read_reconstruction(adapted)
         assert image.shape == (SLICES, SIZE, SIZE) and np.isfinite(image).all(), mode
         with h5py.File(adapted, "r") as file:
             assert file.attrs["accelmri_adapt_steps"] == 3
-    assert np.abs(read_reconstruction(tmp_path / "adapted_degraded.h5") - read_reconstruction(plain)).max() > 0
+    name = "pgd_sft" if label == "pgd" else "modl"
+    lines = [r.getMessage() for r in caplog.records if f"adapted {name} for 3 steps" in r.getMessage()]
+    assert len(lines) == 2 and all("loss ssdu" in line and "kept step" in line for line in lines)
     assert files[label].read_bytes() == digest
 
 
