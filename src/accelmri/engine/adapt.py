@@ -387,6 +387,24 @@ def _ssdu_validation(model: nn.Module, samples: Sequence[Sample], validation: Se
     return total
 
 
+def _optimizer_step(total: torch.Tensor, optimizer: torch.optim.Optimizer, adapted: nn.Module,
+                    config: ExperimentConfig, source: Path, step: int) -> float:
+    """One adaptation step on the loss ``total`` (gradient clipping at ``trainer.grad_clip``); returns its value.
+
+    Raises:
+        ValueError: a loss that is not finite (naming ``source`` and the 1-based ``step``).
+    """
+    if not torch.isfinite(total):
+        raise ValueError(f"{source}: adaptation diverged at step {step} (loss {float(total)}); lower the "
+                         "adaptation learning rate (--adapt-lr)")
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    if config.trainer.grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(adapted.parameters(), config.trainer.grad_clip)
+    optimizer.step()
+    return float(total.detach())
+
+
 def _adapt_zssr(adapted: nn.Module, config: ExperimentConfig, samples: Sequence[Sample],
                 reference: SliceSource | None, steps: int, lr: float, device: torch.device, batch_size: int,
                 source: Path) -> tuple[list[float], tuple[str, ...], tuple[int, int] | None]:
@@ -408,15 +426,7 @@ def _adapt_zssr(adapted: nn.Module, config: ExperimentConfig, samples: Sequence[
             logger.info("adaptation: %s; using L1", err)
             loss_fn, terms = build_loss({"l1": 1.0}).to(device), ("l1",)
             total, _ = loss_fn(prediction, batch)
-        if not torch.isfinite(total):
-            raise ValueError(f"{source}: adaptation diverged at step {step + 1} (loss {float(total)}); "
-                             "lower the adaptation learning rate (--adapt-lr)")
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        if config.trainer.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(adapted.parameters(), config.trainer.grad_clip)
-        optimizer.step()
-        losses.append(float(total.detach()))
+        losses.append(_optimizer_step(total, optimizer, adapted, config, source, step + 1))
     return losses, terms, patch
 
 
@@ -444,15 +454,7 @@ def _adapt_ssdu(adapted: nn.Module, config: ExperimentConfig, samples: Sequence[
         measured = collate([samples[i] for i in chosen]).kspace.to(device)
         total = ssdu_loss(_complex_image(adapted, batch, name), measured, torch.stack(held).to(device),
                           batch.sens_maps)
-        if not torch.isfinite(total):
-            raise ValueError(f"{source}: adaptation diverged at step {step} (loss {float(total)}); lower the "
-                             "adaptation learning rate (--adapt-lr)")
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        if config.trainer.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(adapted.parameters(), config.trainer.grad_clip)
-        optimizer.step()
-        losses.append(float(total.detach()))
+        losses.append(_optimizer_step(total, optimizer, adapted, config, source, step))
         if step % every == 0 or step == steps:
             scores.append((step, _ssdu_validation(adapted, samples, validation, device, name)))
             if scores[-1][1] < min(value for _, value in scores[:-1]):
