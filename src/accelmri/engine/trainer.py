@@ -24,7 +24,7 @@ so the numbers equal a single-process evaluation of the same weights. Every vali
 
 Run folder (``trainer.out_dir``): ``config.yaml`` (resolved config), ``last.pt``, ``best.pt``,
 ``metrics.jsonl`` (one JSON record per logged step and per validation) and the loggers' folders
-(``tensorboard/``, ``csv/``, ``wandb/``, ``mlruns/``). A run that stops
+(``tensorboard/``, ``csv/``, ``wandb/``, ``mlflow.db`` + ``mlflow-artifacts/``). A run that stops
 before its first checkpoint (an error, divergence, Ctrl-C) removes what it wrote, so the same command can be run
 again; a folder left by a run killed before its first checkpoint (only ``config.yaml``, ``metrics.jsonl`` and
 the loggers' folders, no ``last.pt``) is started afresh too.
@@ -49,9 +49,10 @@ import json
 import math
 import shutil
 import signal
+import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -123,7 +124,11 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 EXIT_PREEMPTED = 75
 
 #: What a run writes before its first checkpoint (removed again when it stops before one).
-_RUN_FILES = ("config.yaml", "metrics.jsonl", "tensorboard", "csv", "wandb", "mlruns")
+_RUN_FILES = ("config.yaml", "metrics.jsonl", "tensorboard", "csv", "wandb", "mlflow.db", "mlflow-artifacts")
+
+#: The MLflow store of the run (:func:`_logger`): MLflow creates it when its logger is built, before the run folder
+#: is checked, so a folder holding only these is a new run's, and a new run keeps them when it starts.
+_LOGGER_STORES = frozenset({"mlflow.db", "mlflow-artifacts"})
 
 #: Validation images logged per validation (the central slice of the first validation volumes).
 VALIDATION_IMAGES = 3
@@ -225,11 +230,25 @@ def _logger(name: str, trainer: TrainerConfig, experiment: str, source: str) -> 
     if name == "wandb":
         factory, defaults = loggers.WandbLogger, {"name": experiment, "project": "accelmri", "save_dir": str(run_dir)}
     else:
-        factory, defaults = loggers.MLFlowLogger, {"experiment_name": experiment, "save_dir": str(run_dir / "mlruns")}
+        # MLflow ≥ 3 refuses its file store ("maintenance mode"): a SQLite store and the artifacts inside the run
+        root = run_dir.resolve()
+        factory, defaults = loggers.MLFlowLogger, {"experiment_name": experiment,
+                                                   "tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
+                                                   "artifact_location": (root / "mlflow-artifacts").as_uri()}
     try:
         return factory(**{**defaults, **trainer.logger_options.get(name, {})})
     except TypeError as err:
         raise ConfigError(source, f"trainer.logger_options.{name}", str(err)) from err
+
+
+def _finalize(loggers: Sequence[Logger], status: Literal["success", "failed"]) -> None:
+    """Close every logger; a W&B run is finished too (Lightning leaves it open until the process exits, so a
+    second run in the same process — the demo, a study — would log into the first one)."""
+    for logger in loggers:
+        logger.finalize(status)
+        if type(logger).__name__ == "WandbLogger" and (wandb := sys.modules.get("wandb")) is not None \
+                and wandb.run is not None:
+            wandb.finish(exit_code=0 if status == "success" else 1)
 
 
 def _log_image(name: str, logger: Logger, tag: str, image: torch.Tensor, step: int) -> None:
@@ -477,6 +496,8 @@ def _never_saved(run_dir: Path) -> bool:
     never taken for leftovers.
     """
     names = {entry.name for entry in run_dir.iterdir()}
+    if names and names <= _LOGGER_STORES:
+        return True
     if not names or not names <= set(_RUN_FILES) or "config.yaml" not in names:
         return False
     try:
@@ -604,21 +625,26 @@ class _Training:
         if resume:
             self._restore()
         elif fabric.is_global_zero:
-            self.created_run_dir = not self.run_dir.exists()
-            if not self.created_run_dir:
-                self._remove_run_files()  # the leftovers of a start killed before its first checkpoint
+            names = {entry.name for entry in self.run_dir.iterdir()} if self.run_dir.is_dir() else set()
+            self.created_run_dir = not self.run_dir.exists() or (bool(names) and names <= _LOGGER_STORES)
+            if self.run_dir.exists():
+                # the leftovers of a start killed before its first checkpoint (not this run's MLflow store)
+                self._remove_run_files(keep=_LOGGER_STORES)
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.wrote_run_files = True
             with atomic_output(self.run_dir / "config.yaml", overwrite=False) as tmp:
                 tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+            for logger in fabric.loggers:  # the resolved config as the run's hyperparameters ("data.crop", ...)
+                if not isinstance(logger, CSVLogger):  # Fabric's CSV logger keeps none (config.yaml is beside it)
+                    logger.log_hyperparams(_flatten(config.to_dict()))
 
     @property
     def evaluated(self) -> nn.Module:
         """The weights validated and saved as the checkpoint's ``model``: the moving average with ``trainer.ema``."""
         return self.model if self.ema is None else self.ema.module
 
-    def _remove_run_files(self) -> None:
-        for name in _RUN_FILES:
+    def _remove_run_files(self, keep: frozenset[str] = frozenset()) -> None:
+        for name in set(_RUN_FILES) - keep:
             path = self.run_dir / name
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
@@ -629,8 +655,7 @@ class _Training:
         """Remove what a new run wrote when it stops before its first checkpoint (so it can simply be rerun)."""
         if not (self.wrote_run_files and self.last_saved_step is None and self.fabric.is_global_zero):
             return
-        for logger in self.fabric.loggers:
-            logger.finalize("failed")
+        _finalize(self.fabric.loggers, "failed")
         self._remove_run_files()
         if self.created_run_dir and not any(self.run_dir.iterdir()):
             self.run_dir.rmdir()
@@ -898,8 +923,7 @@ class _Training:
                         self._checkpoint()
             stopped_by = signal.Signals(self.stop_signal).name if self.stop_signal is not None else None
             self._checkpoint(validate=stopped_by is None)
-        for logger in fabric.loggers:
-            logger.finalize("success")
+        _finalize(fabric.loggers, "success")
         if stopped_by is not None and fabric.is_global_zero:
             console.print(f"{stopped_by}: stopped at step {self.step} (epoch {self.epoch}) and saved "
                           f"{self.run_dir / 'last.pt'}; continue with --resume (or --resume auto)")
