@@ -11,6 +11,9 @@ Claims: the experiment's claims between chosen models and the baselines they nam
     # Does MINet's integration module help with four times the budget? (sr2x, 2400 steps)
     python studies/subset.py --experiment sr2x --models minet,minet_no_integration --steps 2400 --seeds 3 \\
         --out out/integration_budget
+    # Does FASR-Net's cross-contrast matching transfer better when trained on randomised reference contrasts?
+    python studies/subset.py --experiment sr2x --models fasrnet --data "source.reference=[T1,PD,FLAIR]" \
+        --seeds 3 --out out/fasrnet_random_reference
 
 Writes the demo's ``results.md`` / ``results.json`` under ``OUT``.
 """
@@ -23,7 +26,18 @@ from pathlib import Path
 
 import yaml
 
-from accelmri.engine.demo import EXPERIMENTS, run_demo
+from accelmri.engine.demo import EXPERIMENTS, _merge, run_demo
+
+
+def _pairs(parser: argparse.ArgumentParser, flag: str, items: list[str]) -> dict[str, object]:
+    """``KEY=VALUE`` arguments of ``flag`` as ``{KEY: YAML value}`` (a parser error names a malformed one)."""
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"{flag}: expected KEY=VALUE, got {item!r}")
+        pairs[key] = yaml.safe_load(value)
+    return pairs
 
 
 def main() -> None:
@@ -33,6 +47,9 @@ def main() -> None:
     parser.add_argument("--models", required=True, help="comma-separated model labels of the experiment")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="model keyword argument for every chosen model (YAML value); repeatable")
+    parser.add_argument("--data", action="append", default=[], metavar="KEY=VALUE",
+                        help="data setting for every chosen model, dotted key under the experiment's data section "
+                             "(YAML value, e.g. source.reference=[T1,PD,FLAIR]); repeatable")
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--steps", type=int, default=600, help="the demo's --steps (each experiment trains its "
                         "step fraction of them)")
@@ -42,19 +59,21 @@ def main() -> None:
     unknown = [label for label in chosen if label not in spec["models"]]
     if unknown:
         parser.error(f"--models: {unknown} not in {args.experiment}: {sorted(spec['models'])}")
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"--set: expected KEY=VALUE, got {item!r}")
-        overrides[key] = yaml.safe_load(value)
+    overrides, data = _pairs(parser, "--set", args.set), {}
+    for key, value in _pairs(parser, "--data", args.data).items():
+        *parents, leaf = key.split(".")
+        node = data
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = value
     spec["models"] = {label: {**spec["models"][label], "ablation": False,
-                              "kwargs": {**spec["models"][label]["kwargs"], **overrides}} for label in chosen}
+                              "kwargs": {**spec["models"][label]["kwargs"], **overrides},
+                              "data": _merge(spec["models"][label].get("data", {}), data)} for label in chosen}
     claims = [(a, b) for a, b in spec["claims"] if a in chosen and (b in chosen or b in spec["baselines"])]
     named = {b for _, b in claims} | {a for a, _ in claims}
     spec["baselines"] = {label: value for label, value in spec["baselines"].items() if label in named}
     spec["claims"] = claims
-    detail = ", ".join(f"{key}={value}" for key, value in overrides.items())
+    detail = ", ".join([f"{key}={value}" for key, value in overrides.items()] + [f"data.{item}" for item in args.data])
     spec["title"] = f"{spec.get('title', args.experiment)}: {', '.join(chosen)}" + (f" ({detail})" if detail else "")
     print(run_demo(args.out, steps=args.steps, seeds=args.seeds, experiments={args.experiment: spec}, log=print)
           .read_text())
