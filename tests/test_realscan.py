@@ -402,6 +402,50 @@ def test_load_spec_defaults_and_yaml_errors(tmp_path: Path) -> None:
         load_spec({"cases": [{"name": "k", "kind": "kspace", "target": str(sinc), "acceleration": 0.5}]})
 
 
+def test_spec_defaults_compose_bases_whose_paths_resolve_against_their_own_folder(tmp_path: Path) -> None:
+    (tmp_path / "scans").mkdir()
+    (tmp_path / "specs" / "bases").mkdir(parents=True)
+    write_nifti(tmp_path / "scans" / "t2.nii.gz", band_limited(2, 16, 16), np.eye(4))
+    sinc = baseline_config(tmp_path / "sinc.yaml", "sinc")
+    bicubic = baseline_config(tmp_path / "bicubic.yaml", "bicubic")
+    base = tmp_path / "specs" / "bases" / "common.yaml"
+    base.write_text(yaml.safe_dump({"cases": [{"name": "c", "target": "../../scans/t2.nii.gz"}],
+                                    "methods": {"sinc": "../../sinc.yaml", "bicubic": "../../sinc.yaml"},
+                                    "claims": [["sinc", "bicubic"]]}))
+    spec_file = tmp_path / "specs" / "study.yaml"
+    spec_file.write_text(yaml.safe_dump({"defaults": ["bases/common"], "methods": {"bicubic": "../bicubic.yaml"}}))
+    spec = load_spec(spec_file)
+    (case,) = spec.cases
+    assert case.target.resolve() == (tmp_path / "scans" / "t2.nii.gz").resolve()  # the base's own folder
+    assert {k: [p.resolve() for p in v] for k, v in spec.methods.items()} == {"sinc": [sinc.resolve()],
+                                                                            "bicubic": [bicubic.resolve()]}
+    assert sorted(case.methods) == ["bicubic", "sinc"] and spec.claims == (("sinc", "bicubic"),)
+    # lists replace: the including spec's cases and claims win
+    spec_file.write_text(yaml.safe_dump({"defaults": ["bases/common"], "claims": [],
+                                         "cases": [{"name": "d", "target": "../scans/t2.nii.gz",
+                                                    "methods": ["sinc"]}]}))
+    spec = load_spec(spec_file)
+    assert [c.name for c in spec.cases] == ["d"] and spec.claims == ()
+    base.write_text(yaml.safe_dump({"defaults": ["../study"]}))
+    with pytest.raises(ConfigError, match=r"defaults: base spec '\.\./study' includes itself"):
+        load_spec(spec_file)
+    spec_file.write_text(yaml.safe_dump({"defaults": ["bases/missing"], "cases": []}))
+    with pytest.raises(ConfigError, match="defaults: base spec 'bases/missing' not found"):
+        load_spec(spec_file)
+
+
+def test_the_repository_specs_share_the_demo_methods() -> None:
+    from accelmri.engine.realscan import _compose_spec, _read_spec
+
+    folder = Path(__file__).resolve().parents[1] / "configs" / "realscan"
+    composed = {name: _compose_spec(_read_spec(folder / f"{name}.yaml"), name, folder, ())
+                for name in ("tcga", "tcga_no_dc")}
+    for spec in composed.values():
+        assert Path(spec["methods"]["edsr"][0]).resolve() == (folder / "../../out/demo/runs/sr2x_edsr_seed0/last.pt"
+                                                              ).resolve()
+    assert set(composed["tcga_no_dc"]["methods"]) == set(composed["tcga"]["methods"]) | {"edsr_no_dc", "minet_no_dc"}
+
+
 # ------------------------------------------------------------------------------------------------ real data
 
 

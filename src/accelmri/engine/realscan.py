@@ -63,6 +63,7 @@ from accelmri.data.readers.nifti import read_nifti, write_nifti
 from accelmri.data.volume import ImageVolume
 from accelmri.engine.adapt import ADAPT_LR_FACTOR, adaptation_problem
 from accelmri.engine.config import AcquisitionConfig, ConfigError, ExperimentConfig
+from accelmri.engine.config import _merge as _merge_config
 from accelmri.engine.demo import summarize
 from accelmri.engine.evaluate import METRICS, load_method
 from accelmri.engine.restore import restore
@@ -323,6 +324,69 @@ def _case(raw: Any, index: int, methods: Mapping[str, tuple[Path, ...]], base: P
     )
 
 
+def _read_spec(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(path, "", f"cannot read the spec ({getattr(err, 'strerror', None) or err})") from err
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(path, "", f"not valid YAML ({err})") from err
+    if not isinstance(raw, dict):
+        raise ConfigError(path, "", "expected a mapping with cases and methods")
+    return raw
+
+
+def _absolute(value: Any, folder: Path) -> Any:
+    """Relative path strings (one, or a list) made absolute against ``folder``; anything else unchanged (it is
+    validated later, against the spec that uses it)."""
+    if isinstance(value, list):
+        return [_absolute(item, folder) for item in value]
+    if isinstance(value, str) and value.strip() and not Path(value).expanduser().is_absolute():
+        return str(folder / value)
+    return value
+
+
+def _paths_from(raw: Mapping[str, Any], folder: Path) -> dict[str, Any]:
+    """A base spec's paths (method files, case targets and references) resolved against its own folder."""
+    out = dict(raw)
+    if isinstance(out.get("methods"), Mapping):
+        out["methods"] = {
+            label: {**entry, "checkpoints": _absolute(entry["checkpoints"], folder)}
+            if isinstance(entry, Mapping) and "checkpoints" in entry else _absolute(entry, folder)
+            for label, entry in out["methods"].items()}
+    if isinstance(out.get("cases"), list):
+        out["cases"] = [{**case, **{key: _absolute(case[key], folder) for key in ("target", "reference")
+                                    if key in case}} if isinstance(case, Mapping) else case
+                        for case in out["cases"]]
+    return out
+
+
+def _compose_spec(raw: Mapping[str, Any], source: str, folder: Path, chain: tuple[str, ...]) -> dict[str, Any]:
+    """``raw`` merged over the base specs its ``defaults:`` lists, in order (``NAME`` → ``NAME.yaml`` beside it;
+    bases may list defaults of their own). ``methods`` merge label by label; ``cases``, ``claims`` and ``adapt`` of
+    a later file replace the earlier ones. A base's relative paths resolve against the base's own folder.
+
+    Raises:
+        ConfigError: ``defaults`` not a list of names, a base not found or unreadable, a base including itself.
+    """
+    raw = dict(raw)
+    names = raw.pop("defaults", [])
+    if not isinstance(names, list) or not all(isinstance(name, str) and name for name in names):
+        raise ConfigError(source, "defaults", f"expected a list of base spec names, got {names!r}")
+    merged: dict[str, Any] = {}
+    for name in names:
+        base = folder / f"{name}.yaml"
+        if not base.is_file():
+            raise ConfigError(source, "defaults", f"base spec {name!r} not found ({base})")
+        if (key := os.path.realpath(base)) in chain:
+            raise ConfigError(source, "defaults", f"base spec {name!r} includes itself")
+        composed = _compose_spec(_read_spec(base), str(base), base.parent, (*chain, key))
+        merged = _merge_config(merged, _paths_from(composed, Path(os.path.abspath(base.parent))))
+    return _merge_config(merged, raw)
+
+
 def load_spec(spec: str | Path | Mapping[str, Any]) -> RealScanSpec:
     """Read and validate a real-scan spec (docs/realscan.md); relative paths resolve against the spec's folder.
 
@@ -339,21 +403,12 @@ def load_spec(spec: str | Path | Mapping[str, Any]) -> RealScanSpec:
             does not exist, a bad method label, a case method or claim naming an unknown label.
     """
     if isinstance(spec, Mapping):
-        raw: Any = spec
         source, base = "<spec>", Path.cwd()
+        raw: Any = _compose_spec(spec, source, base, ())
     else:
         path = Path(spec)
         source, base = str(path), path.parent
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise ConfigError(path, "", f"cannot read the spec ({getattr(err, 'strerror', None) or err})") from err
-        try:
-            raw = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise ConfigError(path, "", f"not valid YAML ({err})") from err
-    if not isinstance(raw, Mapping):
-        raise ConfigError(source, "", "expected a mapping with cases and methods")
+        raw = _compose_spec(_read_spec(path), source, base, (os.path.realpath(path),))
     _unknown(raw, _TOP_KEYS, source, "")
     methods, method_adapt = _methods(raw.get("methods"), base, source)
     cases_raw = raw.get("cases")
