@@ -221,6 +221,33 @@ def test_fastmri_protocol_config_builds_the_protocol_dataset(files: dict[str, Pa
         parse_config(raw)
 
 
+def test_acquisition_keeps_one_contrast_of_a_mixed_brain_folder(files: dict[str, Path], tmp_path: Path) -> None:
+    """fastMRI brain folders mix AXT1/AXT2/AXFLAIR/... files; ``data.source.acquisition`` keeps the listed ones
+    (fastMRI's ``evaluate.py --acquisition``), before the subject split."""
+    import shutil
+
+    folder = tmp_path / "multicoil_val"
+    folder.mkdir()
+    for index, acquisition in enumerate(["AXT2", "AXFLAIR", "AXT2", "AXT1POST"]):
+        path = shutil.copy(files["multicoil"], folder / f"file_brain_{index}.h5")
+        with h5py.File(path, "r+") as handle:
+            handle.attrs["acquisition"] = acquisition
+    raw = _config({"mask_kind": "equispaced_fraction", "accelerations": [4], "center_fractions": [0.08]}, "fastmri",
+                  split={"ratios": [0, 0, 1]})
+    raw["data"]["source"] = {"kind": "files", "dir": str(folder)}
+    assert len(build_dataset(parse_config(raw).data, "test").targets) == 4
+    for kept, names in ((["AXT2"], ["file_brain_0.h5", "file_brain_2.h5"]),
+                        (["AXFLAIR", "AXT1POST"], ["file_brain_1.h5", "file_brain_3.h5"])):
+        raw["data"]["source"]["acquisition"] = kept
+        config = parse_config(raw)
+        assert parse_config(config.to_dict()) == config
+        assert [t.path.name for t in build_dataset(config.data, "test").targets] == names
+    raw["data"]["source"]["acquisition"] = ["CORPD_FBK"]
+    with pytest.raises(ConfigError, match=r"data\.source\.acquisition: no volume has acquisition CORPD_FBK "
+                                          r"\(found: AXFLAIR ×1, AXT1POST ×1, AXT2 ×2\)"):
+        build_dataset(parse_config(raw).data, "test")
+
+
 def test_simulated_target_is_the_rss_of_the_stored_noisy_kspace(tmp_path: Path) -> None:
     """A perfect reconstruction of simulate's k-space scores perfectly; fastMRI's SliceDataset opens its h5 folder
     (pairs.csv and the NIfTI files live elsewhere)."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from accelmri.data.simulate import LAYOUT_VERSION, PAIRS_FILE, kspace_folder, si
 from accelmri.data.splits import SPLIT_NAMES, split_by_slab, split_subjects
 from accelmri.data.volume import ImageVolume
 from accelmri.engine.config import ConfigError, DataConfig, DigitalBrainSource, FileEntry, ModelConfig
+from accelmri.engine.contrast import hdf5_acquisition
 from accelmri.io import write_json_atomic
 from accelmri.models import available, build, check_batch
 from accelmri.models.baselines.interpolation import enforce_band_consistency
@@ -211,6 +213,22 @@ def _path_entry(entry: FileEntry) -> _Entry:
     return ContrastPair(target, Path(entry.reference).expanduser(), subject, "", "", "world")
 
 
+def _with_acquisition(entries: list[_Entry], acquisitions: tuple[str, ...], source: str) -> list[_Entry]:
+    """The entries whose target's fastMRI ``acquisition`` attribute is one of ``acquisitions``.
+
+    Raises:
+        ConfigError: none is (naming the acquisitions found).
+    """
+    found = [hdf5_acquisition(str(entry.target if isinstance(entry, ContrastPair) else entry[0]))
+             for entry in entries]
+    kept = [entry for entry, value in zip(entries, found, strict=True) if value in acquisitions]
+    if not kept:
+        counts = Counter(value or "none" for value in found)
+        raise ConfigError(source, "data.source.acquisition", f"no volume has acquisition {', '.join(acquisitions)} "
+                          f"(found: {', '.join(f'{name} ×{n}' for name, n in sorted(counts.items()))})")
+    return kept
+
+
 def _subject(entry: _Entry) -> str:
     return entry.subject if isinstance(entry, ContrastPair) else entry[1]
 
@@ -250,6 +268,8 @@ def build_dataset(config: DataConfig, split: str, source: str = "<config>") -> S
     if split not in SPLIT_NAMES:
         raise ValueError(f"split must be one of {', '.join(SPLIT_NAMES)}, got {split!r}")
     entries, presplit = _entries(config, split)
+    if getattr(config.source, "acquisition", ()) and entries:
+        entries = _with_acquisition(entries, config.source.acquisition, source)
     by_slab = config.split.by == "slab"
     if not presplit and not by_slab and entries:
         keep = set(split_subjects([_subject(e) for e in entries], config.split.ratios, config.split.seed)[split])

@@ -158,6 +158,9 @@ class FilesSource:
             val: DIR, test: DIR}`` of predefined splits (fastMRI's ``multicoil_train`` / ``multicoil_val``).
         paths: volumes as paths (``"target.h5"``) or mappings ``{target, reference, subject}``.
         use_reference: load the reference contrast of CSV/IXI pairs (``False``: single-contrast data).
+        acquisition: keep only the volumes whose fastMRI HDF5 ``acquisition`` attribute is listed (``AXT2``,
+            ``AXFLAIR``, ``AXT1POST``, ``CORPD_FBK``, ...): one contrast of a mixed fastMRI brain folder, as fastMRI's
+            ``evaluate.py --acquisition``; files without the attribute are left out. ``()`` keeps every volume.
     """
 
     kind: Literal["files"] = "files"
@@ -168,6 +171,7 @@ class FilesSource:
     dir: str | dict[str, str] | None = None
     paths: tuple[FileEntry, ...] = ()
     use_reference: bool = True
+    acquisition: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ import h5py
 __all__ = [
     "CANONICAL_CONTRASTS",
     "file_contrast",
+    "hdf5_acquisition",
     "normalize_contrast",
     "trained_contrasts",
     "volume_contrast",
@@ -138,7 +139,9 @@ def volume_contrast(
 
 
 @functools.lru_cache(maxsize=1024)
-def _hdf5_acquisition(path: str) -> str | None:
+def hdf5_acquisition(path: str) -> str | None:
+    """A fastMRI file's ``acquisition`` attribute (``AXT2``, ``CORPD_FBK``, ...); ``None`` when absent or the
+    file is unreadable (cached per path)."""
     try:
         with h5py.File(path, "r") as file:
             value = file.attrs.get("acquisition")
@@ -155,7 +158,7 @@ def file_contrast(path: str | Path) -> str | None:
     file = Path(path).expanduser()
     attrs: dict[str, Any] = {}
     if file.suffix.lower() in (".h5", ".hdf5") and file.is_file():
-        attrs["acquisition"] = _hdf5_acquisition(str(file))
+        attrs["acquisition"] = hdf5_acquisition(str(file))
     return volume_contrast(file, attrs=attrs)
 
 
