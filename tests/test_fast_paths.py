@@ -73,3 +73,52 @@ def test_models_write_float32_images_under_bf16_autocast(name: str) -> None:
             continue
         assert b is not None and b.dtype == torch.float32
         assert 0 < float((b - a).abs().max()) < 0.05 * float(a.abs().max())  # bf16 inside, close outside
+
+
+# ------------------------------------------------------------------------------------- inference options
+
+
+def test_restore_model_options_reach_the_correspondence_search(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """``restore --model search_coarse=4`` runs FASR-Net's trained weights with the coarse-to-fine search."""
+    from accelmri.models import fasrnet
+
+    model = {"name": "fasrnet", "scale": 2, **_SMALL["fasrnet"][0]}
+    checkpoint = make_checkpoint(tmp_path / "fasrnet.pt", model, data={"source": {"kind": "digital_brain",
+                                                                                 "size": 64, "reference": "FLAIR"}})
+    source = write_nifti(tmp_path / "scan.nii.gz", band_limited(1, 64, 64), np.eye(4))
+    reference = write_nifti(tmp_path / "ref.nii.gz", band_limited(1, 64, 64)[:, ::-1].copy(), np.eye(4))
+    calls: list[object] = []
+    search = fasrnet.relevance_search
+    monkeypatch.setattr(fasrnet, "relevance_search", lambda *a, **k: calls.append(k["coarse"]) or search(*a, **k))
+    outputs = {}
+    for name, options in {"exact": [], "coarse": ["search_coarse=4"]}.items():
+        calls.clear()
+        (written,) = restore(checkpoint, [source], tmp_path / f"{name}.nii.gz", reference=[reference], degrade=True,
+                             model_options=options)
+        assert calls and set(calls) == ({None} if name == "exact" else {4})
+        outputs[name] = read_nifti(written).data
+    assert outputs["coarse"].shape == outputs["exact"].shape and np.isfinite(outputs["coarse"]).all()
+
+
+def test_model_options_apply_where_taken_and_refuse_the_rest(tmp_path: Path) -> None:
+    from accelmri.engine.config import ConfigError
+    from accelmri.engine.evaluate import load_method
+
+    edsr = make_checkpoint(tmp_path / "edsr.pt", {"name": "edsr", "scale": 2, **_SMALL["edsr"][0]})
+    t2net = make_checkpoint(tmp_path / "t2net.pt", {"name": "t2net", "scale": 2, **_SMALL["t2net"][0]},
+                            task="joint", acceleration=2.0)
+    config, _ = load_method(t2net, (), torch.device("cpu"), ["model.search_coarse=4"])
+    assert config.model.kwargs["search_coarse"] == 4
+    config, _ = load_method(edsr, (), torch.device("cpu"), ["search_coarse=4"])  # EDSR searches nothing
+    assert "search_coarse" not in config.model.kwargs
+    with pytest.raises(ConfigError, match=r"model\.channels: only inference options can change"):
+        load_method(edsr, (), torch.device("cpu"), ["channels=4"])
+    source = write_nifti(tmp_path / "scan.nii.gz", band_limited(1, 32, 32), np.eye(4))
+    runner = CliRunner()
+    for options, message in ((["--model", "search_coarse=4"], "model.search_coarse: no model here takes it"),
+                             (["--model", "n_blocks=2"], "model.n_blocks: only inference options")):
+        result = runner.invoke(app, ["restore", str(edsr), str(source), "--out", str(tmp_path / "out"),
+                                     "--degrade", *options])
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert not (tmp_path / "out").exists()

@@ -235,6 +235,11 @@ def evaluate(
         list[str] | None,
         typer.Option(help="Override of the data section, KEY=VALUE (source.dir=/data/brain); repeatable."),
     ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(help="Inference option of the trained models that take it, KEY=VALUE (search_coarse=4: the "
+                     "fast correspondence search of T2Net/FASR-Net); repeatable."),
+    ] = None,
     split: Annotated[str, typer.Option(help="Split to evaluate: train, val or test.")] = "test",
     out: Annotated[Path, typer.Option(help="Output folder for metrics.csv, metrics.json and metrics.md.")] = Path(
         "evaluation"
@@ -268,7 +273,8 @@ def evaluate(
         metric: LPIPS | None = None
         if lpips_backbone is not None and lpips_linear is not None:
             metric = LPIPS.from_files(lpips_backbone, lpips_linear)
-        result = run_evaluation(sources, out, data_overrides=data or [], split=split, device=device,
+        result = run_evaluation(sources, out, data_overrides=data or [], model_options=model or [], split=split,
+                                device=device,
                                 overwrite=overwrite, lpips=metric, precision=_precision(precision),
                                 channels_last=channels_last, progress=_show_progress(quiet))
     except USER_ERRORS as err:
@@ -340,6 +346,11 @@ def restore(
     reference_series_uid: Annotated[
         str | None, typer.Option(metavar="UID", help="The same for a reference DICOM folder.")
     ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(help="Inference option of the model, KEY=VALUE (search_coarse=4: T2Net's/FASR-Net's fast "
+                     "correspondence search, docs/performance.md); repeatable."),
+    ] = None,
 ) -> None:
     """Apply a trained model to your files; outputs keep the geometry (voxel size divided by the scale)."""
     import logging
@@ -371,7 +382,7 @@ def restore(
                                   reference_contrast=reference_contrast, adapt_steps=adapt, adapt_lr=adapt_lr,
                                   register_reference=register_reference,
                                   progress=_show_progress(quiet), dicom_as_nifti=nifti, series_uid=series_uid,
-                                  reference_series_uid=reference_series_uid)
+                                  reference_series_uid=reference_series_uid, model_options=model or [])
     except USER_ERRORS as err:
         raise fail(err) from err
     finally:

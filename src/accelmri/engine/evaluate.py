@@ -42,12 +42,13 @@ from accelmri.data.sample import collate
 from accelmri.engine.build import build_dataset, build_model, check_compatible, prepare_data, volume_slices
 from accelmri.engine.checkpoint import load_checkpoint, load_weights
 from accelmri.engine.config import ConfigError, ExperimentConfig, load_config, parse_config
-from accelmri.engine.export import is_export, load_export
+from accelmri.engine.export import is_export, load_export, read_export_metadata
 from accelmri.engine.progress import progress_display
 from accelmri.io import atomic_output
 from accelmri.lpips import LPIPS, LPIPS_MIN_SIZE, lpips_volume
 from accelmri.metrics import aggregate, evaluate_volume, paired_ttest
 from accelmri.models.base import set_channels_last
+from accelmri.models.registry import parameters as model_parameters
 
 __all__ = [
     "LPIPS_METRIC",
@@ -256,7 +257,52 @@ def _method_name(path: Path, is_checkpoint: bool, taken: set[str]) -> str:
     return name
 
 
-def load_method(path: Path, data_overrides: Sequence[str], device: torch.device) -> tuple[ExperimentConfig, nn.Module]:
+#: Model options a trained model can run with other values than it was trained with (same weights): how T2Net and
+#: FASR-Net search correspondences (exact by default; the windowed and coarse-to-fine fast paths are
+#: approximations, docs/performance.md). ``evaluate`` / ``restore`` ``--model KEY=VALUE`` set them.
+INFERENCE_OPTIONS = ("search_block_size", "search_window", "search_dtype", "search_coarse")
+
+
+def model_option_overrides(options: Sequence[str], source: str, model: str) -> list[str]:
+    """``KEY=VALUE`` inference options (``model.`` prefix optional) as ``model.KEY=VALUE`` config overrides, for
+    the options the registered model ``model`` takes (the others do not apply to it and are left out).
+
+    Raises:
+        ConfigError: an item without ``=`` or a key outside :data:`INFERENCE_OPTIONS` (other model keys change the
+            architecture or the method the weights were trained for).
+    """
+    overrides = []
+    for item in options:
+        key, sep, value = item.removeprefix("model.").partition("=")
+        if not sep or key not in INFERENCE_OPTIONS:
+            raise ConfigError(source, f"model.{key}", f"only inference options can change for trained weights: "
+                              f"{', '.join(INFERENCE_OPTIONS)} (KEY=VALUE), got {item!r}")
+        if key in model_parameters(model):
+            overrides.append(f"model.{key}={value}")
+    return overrides
+
+
+def _stored_model(config: dict[str, Any]) -> str:
+    """The model name of a stored config (``model: NAME`` or ``model: {name: NAME, ...}``)."""
+    model = config.get("model")
+    return str(model if isinstance(model, str) else (model or {}).get("name"))
+
+
+def check_model_options_used(options: Sequence[str], models: Sequence[str], source: str) -> None:
+    """Refuse inference options that none of the registered ``models`` takes (a typo of intent, not a no-op).
+
+    Raises:
+        ConfigError: naming the first such option.
+    """
+    for item in options:
+        key = item.removeprefix("model.").partition("=")[0]
+        if not any(key in model_parameters(name) for name in models):
+            raise ConfigError(source, f"model.{key}", f"no model here takes it ({', '.join(sorted(set(models)))}); "
+                              "the search options are T2Net's and FASR-Net's")
+
+
+def load_method(path: Path, data_overrides: Sequence[str], device: torch.device,
+                model_options: Sequence[str] = ()) -> tuple[ExperimentConfig, nn.Module]:
     """The config and the ready model (``eval()`` mode, on ``device``) of a checkpoint or a YAML config.
 
     Args:
@@ -265,13 +311,18 @@ def load_method(path: Path, data_overrides: Sequence[str], device: torch.device)
             parameters (``bicubic``, ``sinc``, ``zero_filled``, ``cg_sense``, ...).
         data_overrides: ``KEY=VALUE`` overrides of the ``data`` section (``data.`` prefix optional).
         device: where the model goes.
+        model_options: ``KEY=VALUE`` inference options (:data:`INFERENCE_OPTIONS`, e.g. ``search_coarse=4``),
+            applied when the model takes them (T2Net, FASR-Net); the returned config records them.
 
     Raises:
-        ConfigError: a bad config or override, or a config of a model with trainable parameters.
+        ConfigError: a bad config or override, a model option outside :data:`INFERENCE_OPTIONS`, or a config of a
+            model with trainable parameters.
         DataError: an unreadable checkpoint, one without a config, or weights that do not fit its model.
     """
     overrides = [item if item.startswith("data.") else f"data.{item}" for item in data_overrides]
     if is_export(path):
+        stored = read_export_metadata(path)["config"]
+        overrides += model_option_overrides(model_options, str(path), _stored_model(stored))
         config, model = load_export(path, overrides)
     elif path.suffix.lower() in (".yaml", ".yml"):
         config = load_config(path, overrides)
@@ -283,6 +334,7 @@ def load_method(path: Path, data_overrides: Sequence[str], device: torch.device)
         checkpoint = load_checkpoint(path)
         if not isinstance(checkpoint.get("config"), dict):
             raise DataError(path, "holds no training config ('config'): not a checkpoint written by accelmri train")
+        overrides += model_option_overrides(model_options, str(path), _stored_model(checkpoint["config"]))
         config = parse_config(checkpoint["config"], source=f"{path} (stored config)", overrides=overrides)
         model = build_model(config.model, config.data.acquisition.scale, config.source)
         load_weights(model, checkpoint.get("model"), path, config.model.name)
@@ -359,6 +411,7 @@ def _evaluate_one(
     source: Path,
     split: str,
     data_overrides: Sequence[str],
+    model_options: Sequence[str],
     target_device: torch.device,
     lpips: LPIPS | None,
     precision: Precision | None,
@@ -367,7 +420,7 @@ def _evaluate_one(
     display: Progress,
 ) -> MethodResult:
     """Score one checkpoint or config on ``split`` (see :func:`evaluate`); ``taken``: method names in use."""
-    config, model = load_method(source, data_overrides, target_device)
+    config, model = load_method(source, data_overrides, target_device, model_options)
     set_channels_last(model, channels_last)
     prepare_data(config.data, config.source)
     dataset = build_dataset(config.data, split, config.source)
@@ -397,6 +450,7 @@ def evaluate(
     out_dir: str | Path,
     *,
     data_overrides: Sequence[str] = (),
+    model_options: Sequence[str] = (),
     split: str = "test",
     device: str = "auto",
     overwrite: bool = False,
@@ -413,6 +467,8 @@ def evaluate(
         out_dir: output folder (created); ``metrics.csv``, ``metrics.json`` and ``metrics.md`` go there.
         data_overrides: ``KEY=VALUE`` overrides of the ``data`` section of every source (``source.dir=...``,
             ``data.split.ratios=[0,0,1]``); the ``data.`` prefix is optional.
+        model_options: ``KEY=VALUE`` inference options of every trained model that takes them
+            (:data:`INFERENCE_OPTIONS`, e.g. ``search_coarse=4``: the fast correspondence search).
         split: ``train``, ``val`` or ``test``.
         device: ``auto`` (CUDA if available), ``cpu``, ``cuda``, ``cuda:1``, ...
         overwrite: replace existing output files.
@@ -426,8 +482,9 @@ def evaluate(
 
     Raises:
         FileExistsError: an output file exists and ``overwrite`` is false (checked before any work).
-        ConfigError: bad overrides, an empty split, a trainable model given by a config, an incompatible model, or
-            (with ``lpips``) images smaller than 31×31 (:data:`accelmri.lpips.LPIPS_MIN_SIZE`), before any scoring.
+        ConfigError: bad overrides, model options none of the sources takes, an empty split, a trainable model
+            given by a config, an incompatible model, or (with ``lpips``) images smaller than 31×31
+            (:data:`accelmri.lpips.LPIPS_MIN_SIZE`), before any scoring.
         DataError: unreadable checkpoint or data files, or a model whose output is NaN or infinite.
     """
     if not sources:
@@ -447,8 +504,9 @@ def evaluate(
     display = progress_display(progress)
     with display:
         for source in map(Path, sources):
-            methods.append(_evaluate_one(source, split, data_overrides, target_device, lpips, precision,
-                                         channels_last, taken, display))
+            methods.append(_evaluate_one(source, split, data_overrides, model_options, target_device, lpips,
+                                         precision, channels_last, taken, display))
+    check_model_options_used(model_options, [m.model for m in methods], "--model")
     ttests = _ttests(methods, metrics)
     payload = {
         "split": split,

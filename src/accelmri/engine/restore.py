@@ -115,7 +115,7 @@ from accelmri.engine.adapt import adapt_to_scan, check_adaptation
 from accelmri.engine.checkpoint import load_checkpoint
 from accelmri.engine.config import DataConfig, ExperimentConfig
 from accelmri.engine.contrast import normalize_contrast, volume_contrast
-from accelmri.engine.evaluate import Precision, autocast, load_method
+from accelmri.engine.evaluate import Precision, autocast, check_model_options_used, load_method
 from accelmri.engine.export import is_export, read_export_metadata
 from accelmri.engine.progress import progress_display
 from accelmri.io import atomic_output
@@ -637,6 +637,7 @@ def restore(
     series_uid: str | None = None,
     reference_series_uid: str | None = None,
     register_reference: bool = False,
+    model_options: Sequence[str] = (),
 ) -> list[Path]:
     """Restore files with a trained checkpoint (see the module docstring for modes, geometry and outputs).
 
@@ -675,6 +676,9 @@ def restore(
             SimpleITK). The reference is registered to what the model sees: the input in acquired mode, the
             input's acquired k-space band (``scale``) in degraded mode, never the full-resolution original. Image
             inputs and references only. One ``logging.info`` line per reference gives the rotation and shift.
+        model_options: ``KEY=VALUE`` inference options of the model
+            (:data:`~accelmri.engine.evaluate.INFERENCE_OPTIONS`): ``search_coarse=4`` runs T2Net's and FASR-Net's
+            coarse-to-fine correspondence search instead of the exact one (docs/performance.md).
 
     Returns:
         The written files (DICOM series: folders), one per input, in input order.
@@ -690,6 +694,7 @@ def restore(
             test/challenge file with ``degrade``, a scale other than 1 or a reference, or a bad ``mask`` dataset;
             with ``adapt_steps > 0``, a task other than ``super_resolution`` or a model without trainable
             parameters (naming the checkpoint, before any input is read).
+        ConfigError: a ``model_options`` key outside the inference options, or one the model does not take.
         FileExistsError: an output exists and ``overwrite`` is false (checked before any work).
         ValueError: no inputs, a reference count other than the input count, an output file name that does
             not fit the inputs, ``adapt_steps < 0``, ``adapt_lr <= 0``, or an adaptation whose loss diverged.
@@ -707,7 +712,8 @@ def restore(
 
     target_device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                                  "cpu" if device == "auto" else device)
-    config, model = load_method(Path(checkpoint), (), target_device)
+    config, model = load_method(Path(checkpoint), (), target_device, model_options)
+    check_model_options_used(model_options, [config.model.name], str(checkpoint))
     check_adaptation(config, model, adapt_steps, checkpoint, adapt_lr)
     trained, trained_reference = _trained_contrasts(Path(checkpoint))
     expect = _Contrasts(trained, trained_reference, _named(contrast), _named(reference_contrast))

@@ -14,6 +14,7 @@ function) called with the config's keyword arguments, or a module that registers
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
@@ -21,7 +22,7 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-__all__ = ["ENTRY_POINT_GROUP", "available", "build", "register"]
+__all__ = ["ENTRY_POINT_GROUP", "available", "build", "parameters", "register"]
 
 #: The package entry-point group of third-party models.
 ENTRY_POINT_GROUP = "accelmri.models"
@@ -86,6 +87,20 @@ def build(name: str, **config: Any) -> nn.Module:
     if name not in _MODELS:
         raise KeyError(f"unknown model {name!r}; registered: {', '.join(available())}")
     return _MODELS[name](**config)
+
+
+def parameters(name: str) -> frozenset[str]:
+    """The keyword arguments the registered model ``name`` takes (empty for a factory taking ``**kwargs`` only).
+
+    Raises:
+        KeyError, ImportError, TypeError: as :func:`build`.
+    """
+    if name not in _MODELS:
+        _load_plugin(name)
+    if name not in _MODELS:
+        raise KeyError(f"unknown model {name!r}; registered: {', '.join(available())}")
+    return frozenset(key for key, p in inspect.signature(_MODELS[name]).parameters.items()
+                     if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
 
 
 def available() -> list[str]:
