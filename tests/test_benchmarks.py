@@ -307,3 +307,22 @@ def test_paper_batch_is_the_configs_batch_and_feeds_the_data_section() -> None:
     assert {s.size for s in settings} == {"paper-batch"} and all(s.batch == 4 for s in settings)
     assert {m for s in settings for m in s.feeds} == set(configs)
     assert [s.feeds for s in settings_for(["paper-batch"], tiny=False, models=["minet"])] == [("minet", "sanet")]
+
+
+def test_restore_volume_tiny_rows(tmp_path: Path) -> None:
+    """``benchmarks.restore_volume --tiny`` on two rows: each restores the volume and reports s/slice and peak."""
+    out = tmp_path / "restore_volume.json"
+    rows = ["edsr", "fasrnet (search_coarse=4)"]
+    completed = subprocess.run([sys.executable, "-m", "benchmarks.restore_volume", "--tiny", "--threads", "1",
+                                "--models", ",".join(rows), "--json", str(out)],
+                               capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results["settings"]["size"] == 32 and results["settings"]["slices"] == 2
+    assert [row["model"] for row in results["rows"]] == rows
+    for row in results["rows"]:
+        assert row["ok"], row
+        assert _positive(row["s_per_slice"]) and _positive(row["peak_gib"]) and _positive(row["wall_s"]), row
+        assert row["s_per_slice"] == pytest.approx(row["wall_s"] / 2)
+    assert results["rows"][1]["options"] == ["search_coarse=4"] and results["rows"][1]["guided"]
+    assert "| fasrnet (search_coarse=4) | search_coarse=4 | 2 |" in completed.stdout
