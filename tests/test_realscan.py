@@ -400,6 +400,10 @@ def test_load_spec_defaults_and_yaml_errors(tmp_path: Path) -> None:
         load_spec({"cases": [{"name": "c", "target": str(sinc)}] * 2, "methods": {"sinc": str(sinc)}})
     with pytest.raises(ConfigError, match=r"cases\[0\]\.acceleration"):
         load_spec({"cases": [{"name": "k", "kind": "kspace", "target": str(sinc), "acceleration": 0.5}]})
+    case = {"name": "c", "target": str(tmp_path / "t2.nii.gz"), "uncovered_slices": "sinc"}
+    assert load_spec({"cases": [case], "methods": {"sinc": str(sinc)}}).cases[0].uncovered_slices == "sinc"
+    with pytest.raises(ConfigError, match=r"cases\[0\]\.uncovered_slices: expected one of refuse, sinc"):
+        load_spec({"cases": [{**case, "uncovered_slices": "zero"}], "methods": {"sinc": str(sinc)}})
 
 
 def test_spec_defaults_compose_bases_whose_paths_resolve_against_their_own_folder(tmp_path: Path) -> None:

@@ -191,6 +191,38 @@ def test_restore_refuses_a_reference_covering_half_the_slices(checkpoint: Path, 
     assert restore(checkpoint, [target], out, reference=full, device="cpu") == [out]
 
 
+def test_uncovered_slices_sinc_restores_them_by_sinc_interpolation(tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """``--uncovered-slices sinc``: the slices a reference leaves mostly uncovered (here 2-3 of 4) are the sinc
+    interpolation of their input slices (exactly what the sinc baseline writes); the others are the guided model's.
+    """
+    from tests.test_realscan import baseline_config
+    from tests.test_restore_report import make_checkpoint
+
+    guided = make_checkpoint(tmp_path / "minet.pt", {"name": "minet", "scale": 2, "channels": 8, "n_groups": 1,
+                                                     "n_blocks": 1, "reduction": 2},
+                             data={"source": {"kind": "digital_brain", "size": 64, "reference": "FLAIR"}})
+    target = nifti(tmp_path / "t2.nii.gz", (16, 12, 4))
+    half = nifti(tmp_path / "flair.nii.gz", (32, 24, 2), (1.0, 1.0, 5.0))  # the HR grid, slices 0-1 only
+    with caplog.at_level("WARNING", logger="accelmri.engine.restore"):
+        (written,) = restore(guided, [target], tmp_path / "guided.nii.gz", reference=half, device="cpu",
+                             uncovered_slices="sinc")
+    assert "slices 2-3 of" in caplog.text and "restored by sinc interpolation" in caplog.text
+    (sinc,) = restore(baseline_config(tmp_path / "sinc.yaml", "sinc"), [target], tmp_path / "sinc.nii.gz",
+                      device="cpu")
+    output, expected = nib.load(written).get_fdata(), nib.load(sinc).get_fdata()
+    assert output.shape == expected.shape == (32, 24, 4)
+    np.testing.assert_allclose(output[..., 2:], expected[..., 2:], rtol=1e-6, atol=1e-6)
+    assert np.abs(output[..., :2] - expected[..., :2]).max() > 1e-3  # the model ran on the covered slices
+    result = runner.invoke(app, ["restore", str(guided), str(target), "--reference", str(half), "--out",
+                                 str(tmp_path / "cli.nii.gz"), "--uncovered-slices", "sinc"])
+    assert result.exit_code == 0, result.output
+    assert "slices 2-3" in result.stderr and (tmp_path / "cli.nii.gz").is_file()
+    result = runner.invoke(app, ["restore", str(guided), str(target), "--reference", str(half), "--out",
+                                 str(tmp_path / "bad.nii.gz"), "--uncovered-slices", "nearest"])
+    assert result.exit_code == 2 and "--uncovered-slices" in result.output and not (tmp_path / "bad.nii.gz").exists()
+
+
 def test_out_pointing_at_a_file_is_one_clear_line(checkpoint: Path, tmp_path: Path) -> None:
     scan = nifti(tmp_path / "scan.nii.gz")
     before = checkpoint.read_bytes()

@@ -351,16 +351,24 @@ def restore(
         typer.Option(help="Inference option of the model, KEY=VALUE (search_coarse=4: T2Net's/FASR-Net's fast "
                      "correspondence search, docs/performance.md); repeatable."),
     ] = None,
+    uncovered_slices: Annotated[
+        str, typer.Option(metavar="refuse|sinc", help="Input slices the reference leaves mostly uncovered (e.g. "
+                          "after --register-reference): refuse (default), or restore them by sinc interpolation "
+                          "(super-resolution checkpoints).")
+    ] = "refuse",
 ) -> None:
     """Apply a trained model to your files; outputs keep the geometry (voxel size divided by the scale)."""
     import logging
     import warnings
 
-    from accelmri.engine.restore import ContrastMismatchWarning
+    from accelmri.engine.restore import UNCOVERED_SLICES, ContrastMismatchWarning
     from accelmri.engine.restore import restore as run_restore
 
     if adapt_lr is not None and not adapt_lr > 0:
         raise typer.BadParameter(f"must be > 0, got {adapt_lr}", param_hint="--adapt-lr")
+    if uncovered_slices not in UNCOVERED_SLICES:
+        raise typer.BadParameter(f"expected one of {', '.join(UNCOVERED_SLICES)}, got {uncovered_slices!r}",
+                                 param_hint="--uncovered-slices")
 
     def one_line(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
         typer.echo(f"warning: {' '.join(str(message).split())}", err=True)
@@ -382,7 +390,8 @@ def restore(
                                   reference_contrast=reference_contrast, adapt_steps=adapt, adapt_lr=adapt_lr,
                                   register_reference=register_reference,
                                   progress=_show_progress(quiet), dicom_as_nifti=nifti, series_uid=series_uid,
-                                  reference_series_uid=reference_series_uid, model_options=model or [])
+                                  reference_series_uid=reference_series_uid, model_options=model or [],
+                                  uncovered_slices=uncovered_slices)  # type: ignore[arg-type]
     except USER_ERRORS as err:
         raise fail(err) from err
     finally:

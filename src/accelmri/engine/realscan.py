@@ -66,7 +66,7 @@ from accelmri.engine.config import AcquisitionConfig, ConfigError, ExperimentCon
 from accelmri.engine.config import _merge as _merge_config
 from accelmri.engine.demo import summarize
 from accelmri.engine.evaluate import METRICS, load_method
-from accelmri.engine.restore import restore
+from accelmri.engine.restore import UNCOVERED_SLICES, restore
 from accelmri.io import atomic_output, write_json_atomic
 from accelmri.metrics import evaluate_volume, intensity_drift, intensity_drift_per_slice, lowpass, nmse, psnr, ssim
 from accelmri.physics.coils import rss
@@ -93,7 +93,7 @@ OUTPUT_FILES = ("results.json", "results.md", "report.html")
 
 _TOP_KEYS = ("cases", "methods", "claims", "adapt")
 _CASE_KEYS = {
-    "image": ("name", "kind", "target", "slices", "reference", "register_reference", "methods"),
+    "image": ("name", "kind", "target", "slices", "reference", "register_reference", "uncovered_slices", "methods"),
     "kspace": ("name", "kind", "target", "methods", "acceleration", "center_fraction", "mask", "seed", "l2_weight",
                "cg_iterations"),
 }
@@ -119,6 +119,8 @@ class CaseSpec:
         methods: method labels run on this case, in order.
         register_reference: rigidly register the reference to each method's input before use (``restore``'s
             ``register_reference``; ``image`` cases with a reference).
+        uncovered_slices: ``restore``'s ``uncovered_slices`` for the guided methods (``"refuse"``, or ``"sinc"``:
+            target slices the reference leaves mostly uncovered are restored by sinc interpolation).
         slices: ``(first, stop)``: only the target's slices ``first … stop − 1`` are restored and scored (``image``
             cases; written to the case's folder as ``target_slices<first>-<stop − 1>.nii.gz`` with the affine
             moved to the first slice), or ``None`` for all.
@@ -143,6 +145,7 @@ class CaseSpec:
     cg_iterations: int = 100
     register_reference: bool = False
     slices: tuple[int, int] | None = None
+    uncovered_slices: str = "refuse"
 
 
 @dataclass(frozen=True)
@@ -308,8 +311,12 @@ def _case(raw: Any, index: int, methods: Mapping[str, tuple[Path, ...]], base: P
                                        and 0 <= slices[0] < slices[1]):
             raise ConfigError(source, f"{key}.slices", f"expected [first, stop] with 0 <= first < stop (slices first "
                               f"… stop − 1), got {slices!r}")
+        uncovered = raw.get("uncovered_slices", "refuse")
+        if uncovered not in UNCOVERED_SLICES:
+            raise ConfigError(source, f"{key}.uncovered_slices", f"expected one of {', '.join(UNCOVERED_SLICES)}, "
+                              f"got {uncovered!r}")
         return CaseSpec(name, kind, target, reference, tuple(labels), register_reference=register,
-                        slices=None if slices is None else (slices[0], slices[1]))
+                        slices=None if slices is None else (slices[0], slices[1]), uncovered_slices=uncovered)
     mask = raw.get("mask", "equispaced")
     if mask not in MASK_KINDS:
         raise ConfigError(source, f"{key}.mask", f"expected one of {', '.join(MASK_KINDS)}, got {mask!r}")
@@ -771,6 +778,7 @@ def _run_case(case: CaseSpec, spec: RealScanSpec, configs: Mapping[Path, _Method
     entry: dict[str, Any] = {"kind": case.kind, "target": str(case.target),
                              "reference": None if case.reference is None else str(case.reference),
                              "register_reference": case.register_reference,
+                             "uncovered_slices": case.uncovered_slices,
                              "slice_range": None if case.slices is None else list(case.slices),
                              "slices": int(truth.shape[0]), "shape": list(truth.shape[1:]), "methods": {}}
     if case.kind == "kspace":
@@ -818,9 +826,11 @@ def _run_case(case: CaseSpec, spec: RealScanSpec, configs: Mapping[Path, _Method
                 start = time.perf_counter()
                 try:
                     reference_file = case.reference if loaded.reads_reference else None
+                    if reference_file is not None:
+                        extra.update(register_reference=case.register_reference,
+                                     uncovered_slices=case.uncovered_slices)
                     written = restore(path, [target], volume_path, reference=reference_file, degrade=True,
-                                      device=device, register_reference=case.register_reference and
-                                      reference_file is not None, **extra)[0]
+                                      device=device, **extra)[0]
                     seconds = time.perf_counter() - start
                     output = _read_restored(written)
                     if output.shape != truth.shape:

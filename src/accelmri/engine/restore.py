@@ -95,6 +95,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Literal, get_args
 
 import h5py
 import numpy as np
@@ -121,19 +122,28 @@ from accelmri.engine.progress import progress_display
 from accelmri.io import atomic_output
 from accelmri.models import check_batch
 from accelmri.models.base import set_channels_last
+from accelmri.models.baselines.interpolation import Sinc
 from accelmri.physics.coils import rss
 from accelmri.physics.fft import fft2c, ifft2c
 from accelmri.physics.masks import realised_acceleration
 from accelmri.physics.sensitivity import calibrated_espirit_maps
 
-__all__ = ["INPUT_KINDS", "ContrastMismatchWarning", "restore", "restored_affine"]
+__all__ = ["INPUT_KINDS", "UNCOVERED_SLICES", "ContrastMismatchWarning", "UncoveredSlices", "restore",
+           "restored_affine"]
 
 #: What ``restore`` reads, for messages: every other path is refused with a :class:`DataError`.
 INPUT_KINDS = "a NIfTI file (.nii/.nii.gz), a DICOM series folder, a fastMRI or ISMRMRD .h5 file or a twix .dat file"
 
 #: Least fraction of a target slice a resampled reference must cover; a reference that leaves any slice below it
-#: (e.g. a slab covering half the target's slices) is refused, naming both files.
+#: (e.g. a slab covering half the target's slices) is refused, naming both files, unless ``uncovered_slices``
+#: says otherwise.
 MIN_SLICE_COVERAGE = 0.5
+
+#: What ``restore`` does with target slices a reference leaves mostly uncovered (< :data:`MIN_SLICE_COVERAGE`):
+#: ``refuse`` (the default: an error naming them) or ``sinc`` (restore them by sinc interpolation of the measured
+#: k-space band, the reference-free method; super-resolution checkpoints, one warning naming the slices).
+UncoveredSlices = Literal["refuse", "sinc"]
+UNCOVERED_SLICES: tuple[str, ...] = get_args(UncoveredSlices)
 
 _NIFTI_SUFFIXES = (".nii.gz", ".nii")
 _CONFIG_SUFFIXES = (".yaml", ".yml")
@@ -312,10 +322,12 @@ def _ranges(indices: np.ndarray) -> str:
 def _open_reference(
     path: Path, grid: ImageVolume | None, num_slices: int, subject: str, series_uid: str | None = None,
     register_to: ImageVolume | None = None, registered: dict[tuple[str, str], ImageVolume] | None = None,
-) -> SliceSource:
+    uncovered: UncoveredSlices = "refuse",
+) -> tuple[SliceSource, tuple[int, ...]]:
     """The reference (series ``series_uid`` of a DICOM folder) as a :class:`SliceSource` on the target grid
     (resampled when both sides have geometry; first rigidly registered to ``register_to`` when given, reusing
-    the result kept in ``registered`` for the same reference and input)."""
+    the result kept in ``registered`` for the same reference and input), and the target slices it leaves mostly
+    uncovered (only with ``uncovered="sinc"``; ``"refuse"`` raises for them)."""
     reference = open_source(path, subject, series_uid=series_uid)
     if register_to is not None:
         if grid is None or not isinstance(reference.volume, ImageVolume):
@@ -335,16 +347,21 @@ def _open_reference(
         aligned = align_reference(grid, reference.volume)
         coverage = np.asarray(aligned.attrs.get("slice_coverage", np.ones(num_slices)))
         outside = np.flatnonzero(coverage < MIN_SLICE_COVERAGE)
-        if outside.size:
+        if outside.size == num_slices or (outside.size and uncovered == "refuse"):
+            advice = "" if outside.size == num_slices else ", or restore those slices by sinc interpolation " \
+                "(--uncovered-slices sinc)"
             raise DataError(path, f"covers only {num_slices - outside.size} of the {num_slices} slices of the input "
                             f"{grid.path} (slices {_ranges(outside)} lie mostly outside it and would be restored "
                             "with an empty reference); give a reference covering the input's slab, or crop the "
-                            "input to the reference's")
-        return SliceSource(aligned, subject=subject, contrast=reference.contrast)
+                            f"input to the reference's{advice}")
+        if outside.size:
+            logger.warning("%s: slices %s of %s lie mostly outside the reference: restored by sinc interpolation",
+                           path, _ranges(outside), grid.path)
+        return SliceSource(aligned, subject=subject, contrast=reference.contrast), tuple(map(int, outside))
     if reference.num_slices < num_slices:
         raise DataError(path, f"reference has {reference.num_slices} slices, the input {num_slices}: slices pair by "
                         "index without geometry, so it needs at least as many")
-    return reference
+    return reference, ()
 
 
 # --------------------------------------------------------------------------------------------------- contrasts
@@ -496,6 +513,7 @@ class _Plan:
     expected: tuple[int, int]
     affine: np.ndarray | None
     extent: tuple[int, int] | None = None  # the input's grid, when padded to a multiple of the scale: crop to it
+    uncovered: tuple[int, ...] = ()  # slices the reference leaves mostly uncovered: restored by sinc interpolation
 
 
 @contextmanager
@@ -526,13 +544,17 @@ def _acquired_band(volume: ImageVolume, scale: int) -> ImageVolume:
 def _plan(
     config: ExperimentConfig, source: SliceSource, reference: Path | None, degrade: bool,
     reference_series_uid: str | None = None, register_reference: bool = False,
-    registered: dict[tuple[str, str], ImageVolume] | None = None,
+    registered: dict[tuple[str, str], ImageVolume] | None = None, uncovered_slices: UncoveredSlices = "refuse",
 ) -> _Plan:
     """Check an input against the checkpoint (sizes; the reference: readable, covering, on the grid) and describe
     how it is restored; nothing heavy runs until a sample is made (except a reference's registration, kept in
     ``registered`` for the next plan of the same input)."""
-    open_reference = partial(_open_reference, series_uid=reference_series_uid, registered=registered)
     data = config.data
+    if uncovered_slices != "refuse" and data.task != "super_resolution":
+        raise DataError(source.path, f"--uncovered-slices {uncovered_slices} is for super-resolution checkpoints; "
+                        f"this one's task is {data.task}")
+    open_reference = partial(_open_reference, series_uid=reference_series_uid, registered=registered,
+                             uncovered=uncovered_slices)
     scale = data.acquisition.scale
     if register_reference and reference is not None and not isinstance(source.volume, ImageVolume):
         raise DataError(source.path, "registering a reference needs geometry on both sides (image files: NIfTI or "
@@ -542,6 +564,7 @@ def _plan(
     volume = source.volume
     make_sample: Callable[[int], Sample]
     extent: tuple[int, int] | None = None
+    uncovered: tuple[int, ...] = ()
     if degrade and data.protocol == "fastmri":
         if reference is not None:
             raise DataError(reference, "data.protocol: fastmri is single-contrast: restore without --reference")
@@ -554,8 +577,8 @@ def _plan(
         refuse_challenge_file(source)
         grid = volume if isinstance(volume, ImageVolume) else None
         register_to = _acquired_band(grid, scale) if register_reference and grid is not None else None
-        guide = None if reference is None else open_reference(reference, grid, count, source.subject,
-                                                               register_to=register_to)
+        guide, uncovered = (None, ()) if reference is None else open_reference(reference, grid, count, source.subject,
+                                                                               register_to=register_to)
         dataset = SliceDataset([source], data.task, data.acquisition.to_acquisition(),
                                references=None if guide is None else [guide], train=False,
                                sens_maps=data.sens_maps, normalization=data.normalization,
@@ -579,10 +602,10 @@ def _plan(
             zeros = np.broadcast_to(np.float32(0.0), (count, *expected))  # the HR grid, for align_reference
             grid = ImageVolume(zeros, affine, path=volume.path, contrast=volume.contrast)
         register_to = volume if register_reference and isinstance(volume, ImageVolume) else None
-        guide = None if reference is None else open_reference(reference, grid, count, source.subject,
-                                                               register_to=register_to)
+        guide, uncovered = (None, ()) if reference is None else open_reference(reference, grid, count, source.subject,
+                                                                               register_to=register_to)
         make_sample = partial(_acquired_sample, source, data, guide, expected)
-    return _Plan(source, guide, make_sample, expected, affine, extent)
+    return _Plan(source, guide, make_sample, expected, affine, extent, uncovered)
 
 
 def _restore_volume(
@@ -597,16 +620,25 @@ def _restore_volume(
 ) -> np.ndarray:
     """The restored volume ``(S, H, W)`` in the input's units; with ``adapt_steps``, by a copy of ``model``
     adapted to this volume. ``advance(n)`` is called as each batch of ``n`` slices is done."""
-    data, source, guide, make_sample, expected = config.data, plan.source, plan.guide, plan.make_sample, plan.expected
-    scale, count = data.acquisition.scale, source.num_slices
+    data, source, guide, expected = config.data, plan.source, plan.guide, plan.expected
+    scale, batch_size = data.acquisition.scale, data.val_batch_size or data.batch_size
+    covered = [index for index in range(source.num_slices) if index not in plan.uncovered]
+
+    def make_sample(position: int) -> Sample:  # the covered slices, in order
+        return plan.make_sample(covered[position])
+
     if adapt_steps:
-        samples = [make_sample(index) for index in range(count)]
+        samples = [make_sample(position) for position in range(len(covered))]
         _check_fields(model, config.model.name, collate(samples[:1]), source.path)
         model = adapt_to_scan(model, config, samples, guide, steps=adapt_steps, lr=adapt_lr, device=device,
                               path=source.path).model
         make_sample = samples.__getitem__
-    image = _predict(model, config.model.name, make_sample, count, data.val_batch_size or data.batch_size, device,
-                     precision, source.path, advance)
+    image = _predict(model, config.model.name, make_sample, len(covered), batch_size, device, precision,
+                     source.path, advance)
+    if plan.uncovered and tuple(image.shape[1:]) == expected:  # the fallback: zero-padded measured k-space band
+        fallback = _predict(Sinc(scale).to(device), "sinc", lambda i: plan.make_sample(plan.uncovered[i]),
+                            len(plan.uncovered), batch_size, device, precision, source.path, advance)
+        image = np.concatenate([image, fallback])[np.argsort([*covered, *plan.uncovered])]
     if tuple(image.shape[1:]) != expected:
         raise RuntimeError(f"{config.model.name} returned {tuple(image.shape[1:])} images for {source.path}, "
                            f"expected {expected} (scale {scale})")
@@ -638,6 +670,7 @@ def restore(
     reference_series_uid: str | None = None,
     register_reference: bool = False,
     model_options: Sequence[str] = (),
+    uncovered_slices: UncoveredSlices = "refuse",
 ) -> list[Path]:
     """Restore files with a trained checkpoint (see the module docstring for modes, geometry and outputs).
 
@@ -679,6 +712,10 @@ def restore(
         model_options: ``KEY=VALUE`` inference options of the model
             (:data:`~accelmri.engine.evaluate.INFERENCE_OPTIONS`): ``search_coarse=4`` runs T2Net's and FASR-Net's
             coarse-to-fine correspondence search instead of the exact one (docs/performance.md).
+        uncovered_slices: input slices the (registered, resampled) reference leaves mostly uncovered:
+            ``"refuse"`` (an error) or ``"sinc"`` (super-resolution checkpoints: those slices are restored by sinc
+            interpolation of their measured k-space band, one ``logging.warning`` names them; the others by the
+            model). A reference covering no slice is refused either way.
 
     Returns:
         The written files (DICOM series: folders), one per input, in input order.
@@ -726,7 +763,8 @@ def restore(
     registered: dict[tuple[str, str], ImageVolume] = {}  # each reference is registered once per input
     for path, ref_path in zip(sources, references, strict=True):
         with _opened(path, series_uid) as source:
-            plan = _plan(config, source, ref_path, degrade, reference_series_uid, register_reference, registered)
+            plan = _plan(config, source, ref_path, degrade, reference_series_uid, register_reference, registered,
+                         uncovered_slices)
             _check_contrasts(expect, source, plan.guide)
             _check_fields(model, config.model.name, collate([plan.make_sample(0)]), path)
             slices.append(source.num_slices)
@@ -739,7 +777,8 @@ def restore(
         for path, ref_path, output in zip(sources, references, outputs, strict=True):
             display.update(task, description=f"restoring {path.name}")
             with _opened(path, series_uid) as source:
-                plan = _plan(config, source, ref_path, degrade, reference_series_uid, register_reference, registered)
+                plan = _plan(config, source, ref_path, degrade, reference_series_uid, register_reference, registered,
+                         uncovered_slices)
                 image = _restore_volume(model, config, plan, target_device, precision, adapt_steps, adapt_lr,
                                         lambda n: display.advance(task, n))
             if plan.affine is not None and not output.name.lower().endswith(_NIFTI_SUFFIXES):  # a DICOM series
