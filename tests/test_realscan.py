@@ -326,6 +326,32 @@ def _bad_specs(folder: Path) -> dict[str, tuple[dict[str, Any], str]]:
     }
 
 
+def test_a_label_runs_its_checkpoints_with_its_own_inference_options(tmp_path: Path) -> None:
+    """``{checkpoints, model: {search_coarse: 4}}``: the same FASR-Net weights with the coarse-to-fine search,
+    paired with the exact label; an option that is not an inference option, or one the model does not take, is a
+    spec error before anything is written."""
+    write_nifti(tmp_path / "t2.nii.gz", band_limited(2, 32, 32), np.eye(4))
+    write_nifti(tmp_path / "flair.nii.gz", band_limited(2, 32, 32)[:, ::-1].copy(), np.eye(4))
+    fasrnet = str(make_checkpoint(tmp_path / "fasrnet.pt", {"name": "fasrnet", "scale": 2, "channels": 8,
+                                                             "n_blocks": [1, 1], "embed_channels": 8},
+                                  data={"source": {"kind": "digital_brain", "size": 64, "reference": "FLAIR"}}))
+    edsr = str(make_checkpoint(tmp_path / "edsr.pt", {"name": "edsr", "scale": 2, "channels": 8, "n_blocks": 1}))
+    raw = {"cases": [{"name": "c", "target": "t2.nii.gz", "reference": "flair.nii.gz"}],
+           "methods": {"fasrnet": fasrnet, "fasrnet_coarse": {"checkpoints": fasrnet, "model": {"search_coarse": 4}}},
+           "claims": [["fasrnet_coarse", "fasrnet"]]}
+    spec = write_spec(tmp_path, raw)
+    assert load_spec(spec).method_adapt["fasrnet_coarse"].model_options == ("search_coarse=4",)
+    realscan(spec, tmp_path / "ok", device="cpu")
+    methods = json.loads((tmp_path / "ok" / "results.json").read_text())["cases"]["c"]["methods"]
+    assert methods["fasrnet_coarse"]["model_options"] == ["search_coarse=4"]
+    assert methods["fasrnet"]["model_options"] == [] and all(m["status"] == "ok" for m in methods.values())
+    raw["methods"]["fasrnet_coarse"]["model"] = {"channels": 4}
+    _assert_refused(tmp_path, write_spec(tmp_path, raw, "bad.yaml"), "methods.fasrnet_coarse.checkpoints")
+    raw["methods"] = {"edsr": {"checkpoints": edsr, "model": {"search_coarse": 4}}}
+    raw["claims"] = []
+    _assert_refused(tmp_path, write_spec(tmp_path, raw, "bad2.yaml"), "methods.edsr.checkpoints")
+
+
 def _assert_refused(tmp_path: Path, path: Path, key: str) -> None:
     """The CLI refuses the spec: exit 2, one stderr line naming the spec and the key, no output folder."""
     out = tmp_path / "out"

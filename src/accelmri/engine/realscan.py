@@ -65,7 +65,7 @@ from accelmri.engine.adapt import ADAPT_LR_FACTOR, adaptation_problem
 from accelmri.engine.config import AcquisitionConfig, ConfigError, ExperimentConfig
 from accelmri.engine.config import _merge as _merge_config
 from accelmri.engine.demo import summarize
-from accelmri.engine.evaluate import METRICS, load_method
+from accelmri.engine.evaluate import METRICS, check_model_options_used, load_method, model_option_overrides
 from accelmri.engine.restore import UNCOVERED_SLICES, restore
 from accelmri.io import atomic_output, write_json_atomic
 from accelmri.metrics import evaluate_volume, intensity_drift, intensity_drift_per_slice, lowpass, nmse, psnr, ssim
@@ -97,7 +97,7 @@ _CASE_KEYS = {
     "kspace": ("name", "kind", "target", "methods", "acceleration", "center_fraction", "mask", "seed", "l2_weight",
                "cg_iterations"),
 }
-_METHOD_KEYS = ("checkpoints", "adapt", "adapt_lr")
+_METHOD_KEYS = ("checkpoints", "adapt", "adapt_lr", "model")
 _METHOD_SUFFIXES = (".pt", ".ckpt", ".yaml", ".yml")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _RESERVED = ("input", "target", "ground_truth")
@@ -150,15 +150,18 @@ class CaseSpec:
 
 @dataclass(frozen=True)
 class MethodAdapt:
-    """The test-time adaptation of one method label given as a mapping (``{checkpoints, adapt, adapt_lr}``).
+    """The own settings of one method label given as a mapping (``{checkpoints, adapt, adapt_lr, model}``).
 
     Attributes:
         steps: ``adapt_steps`` for this label's checkpoints (``0``: unadapted); ``None`` = the spec-level ``adapt``.
         lr: ``adapt_lr`` passed to ``restore``; ``None`` = its default (0.1 × the checkpoint's ``optimizer.lr``).
+        model_options: ``restore``'s ``model_options`` (``KEY=VALUE`` inference options, e.g. ``search_coarse=4``:
+            the same checkpoints with the coarse-to-fine search, paired with the exact label).
     """
 
     steps: int | None = None
     lr: float | None = None
+    model_options: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -235,7 +238,11 @@ def _method_adapt(raw: Mapping[str, Any], source: str, key: str) -> MethodAdapt:
             raise ConfigError(source, f"{key}.adapt_lr", f"expected a finite number > 0 (the adaptation's learning "
                               f"rate), got {raw.get('adapt_lr')!r}")
         lr = float(lr)
-    return MethodAdapt(steps, lr)
+    options = raw.get("model") or {}
+    if not isinstance(options, Mapping):
+        raise ConfigError(source, f"{key}.model", f"expected a mapping of inference options ({{search_coarse: 4}}), "
+                          f"got {options!r}")
+    return MethodAdapt(steps, lr, tuple(f"{name}={json.dumps(value)}" for name, value in options.items()))
 
 
 def _methods(raw: Any, base: Path, source: str) -> tuple[dict[str, tuple[Path, ...]], dict[str, MethodAdapt]]:
@@ -466,6 +473,9 @@ def _load_configs(spec: RealScanSpec) -> dict[Path, _Method]:
                 f"[{index}]" if len(paths) > 1 else "")
             try:
                 config, model = load_method(path, (), torch.device("cpu"))
+                if options := spec.method_adapt.get(label, MethodAdapt()).model_options:
+                    model_option_overrides(options, spec.source, config.model.name)  # only inference options
+                    check_model_options_used(options, [config.model.name], f"{spec.source}: methods.{label}")
                 configs[path] = _Method(config, "reference" in tuple(getattr(model, "required_fields", ())),
                                         adaptation_problem(config, model))
             except (DataError, ValueError, RuntimeError, KeyError, OSError) as err:
@@ -815,11 +825,14 @@ def _run_case(case: CaseSpec, spec: RealScanSpec, configs: Mapping[Path, _Method
             extra: dict[str, Any] = {"adapt_steps": steps} if steps else {}
             if steps and lr is not None:
                 extra["adapt_lr"] = lr
+            if options := spec.method_adapt.get(label, MethodAdapt()).model_options:
+                extra["model_options"] = list(options)
             used_lr = [None if not steps else lr if lr is not None else _default_adapt_lr(configs[p].config)
                        for p in paths]  # what restore uses: adapt_lr, else its default from the checkpoint
             method.update(model=config.model.name, task=config.data.task, scale=config.data.acquisition.scale,
                           acquisition=_acquisition_text(config.data.task, config.data.acquisition),
-                          adapt_steps=steps, adapt_lr=used_lr[0], adapt_lr_requested=lr)
+                          adapt_steps=steps, adapt_lr=used_lr[0], adapt_lr_requested=lr,
+                          model_options=list(spec.method_adapt.get(label, MethodAdapt()).model_options))
             for seed, path in enumerate(paths):
                 name = f"{label}_seed{seed}" if len(paths) > 1 else label
                 volume_path = folder / f"{name}{_output_suffix(target)}"
