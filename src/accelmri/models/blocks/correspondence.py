@@ -70,6 +70,7 @@ def _band_descriptors(
     return (descriptors / norms[:, None, r0 * width : r1 * width].to(descriptors.dtype)).to(dtype)
 
 
+@torch.compiler.disable  # oneDNN calls Dynamo cannot trace (graph breaks): compiled models run the search eagerly
 def relevance_search(
     query: torch.Tensor,
     key: torch.Tensor,
@@ -381,6 +382,7 @@ def _windowed_search(
     return best, index
 
 
+@torch.compiler.disable  # its nine in-place slice updates kept Inductor lowering for minutes (docs/performance.md)
 def transfer(
     value: torch.Tensor, index: torch.Tensor, query_size: tuple[int, int], patch: int = 3, scale: int = 1
 ) -> torch.Tensor:
