@@ -354,9 +354,6 @@ def _open_reference(
                             f"{grid.path} (slices {_ranges(outside)} lie mostly outside it and would be restored "
                             "with an empty reference); give a reference covering the input's slab, or crop the "
                             f"input to the reference's{advice}")
-        if outside.size:
-            logger.warning("%s: slices %s of %s lie mostly outside the reference: restored by sinc interpolation",
-                           path, _ranges(outside), grid.path)
         return SliceSource(aligned, subject=subject, contrast=reference.contrast), tuple(map(int, outside))
     if reference.num_slices < num_slices:
         raise DataError(path, f"reference has {reference.num_slices} slices, the input {num_slices}: slices pair by "
@@ -636,6 +633,9 @@ def _restore_volume(
     image = _predict(model, config.model.name, make_sample, len(covered), batch_size, device, precision,
                      source.path, advance)
     if plan.uncovered and tuple(image.shape[1:]) == expected:  # the fallback: zero-padded measured k-space band
+        logger.warning("%s: slice%s %s lie mostly outside the reference %s: restored by sinc interpolation",
+                       source.path, "s" if len(plan.uncovered) > 1 else "", _ranges(np.array(plan.uncovered)),
+                       None if guide is None else guide.path)
         fallback = _predict(Sinc(scale).to(device), "sinc", lambda i: plan.make_sample(plan.uncovered[i]),
                             len(plan.uncovered), batch_size, device, precision, source.path, advance)
         image = np.concatenate([image, fallback])[np.argsort([*covered, *plan.uncovered])]
