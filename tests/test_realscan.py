@@ -469,7 +469,7 @@ def test_the_repository_specs_share_the_demo_methods() -> None:
 
     folder = Path(__file__).resolve().parents[1] / "configs" / "realscan"
     composed = {name: _compose_spec(_read_spec(folder / f"{name}.yaml"), name, folder, ())
-                for name in ("tcga", "tcga_no_dc")}
+                for name in ("tcga", "tcga_no_dc", "tcga_registered")}
     for spec in composed.values():
         assert Path(spec["methods"]["edsr"][0]).resolve() == (folder / "../../out/demo/runs/sr2x_edsr_seed0/last.pt"
                                                               ).resolve()
