@@ -122,9 +122,9 @@ def test_restore_registers_to_the_acquired_band_never_the_original(tmp_path: Pat
         return original_register(fixed, moving)
 
     def spy_open(*args: object, **kwargs: object) -> object:
-        opened = original_open(*args, **kwargs)  # type: ignore[arg-type]
+        opened, uncovered = original_open(*args, **kwargs)  # type: ignore[arg-type]
         guides.append(np.asarray(opened.volume.data))
-        return opened
+        return opened, uncovered
 
     monkeypatch.setattr(restore_module, "register_rigid", spy_register)
     monkeypatch.setattr(restore_module, "_open_reference", spy_open)
