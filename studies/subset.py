@@ -11,8 +11,14 @@ Claims: the experiment's claims between chosen models and the baselines they nam
     # Does MINet's integration module help with four times the budget? (sr2x, 2400 steps)
     python studies/subset.py --experiment sr2x --models minet,minet_no_integration --steps 2400 --seeds 3 \\
         --out out/integration_budget
+    # Does T2Net's task transformer help at the paper's width, against a sequential baseline of the same size?
+    python studies/subset.py --experiment joint2x --models t2net,t2net_no_htt,unet_then_edsr \\
+        --set-for t2net:channels=64 --set-for t2net:n_blocks=8 --set-for t2net_no_htt:channels=64 \\
+        --set-for t2net_no_htt:n_blocks=8 --set-for "unet_then_edsr:sr={name: edsr, channels: 64, n_blocks: 10}" \\
+        --set-for "unet_then_edsr:rec={name: unet, scale: 1, channels: 32, n_pools: 2}" \\
+        --data "patch_size=[64,64]" --seeds 3 --out out/joint_paper_width
     # Does FASR-Net's cross-contrast matching transfer better when trained on randomised reference contrasts?
-    python studies/subset.py --experiment sr2x --models fasrnet --data "source.reference=[T1,PD,FLAIR]" \
+    python studies/subset.py --experiment sr2x --models fasrnet --data "source.reference=[T1,PD,FLAIR]" \\
         --seeds 3 --out out/fasrnet_random_reference
 
 Writes the demo's ``results.md`` / ``results.json`` under ``OUT``.
@@ -47,6 +53,8 @@ def main() -> None:
     parser.add_argument("--models", required=True, help="comma-separated model labels of the experiment")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="model keyword argument for every chosen model (YAML value); repeatable")
+    parser.add_argument("--set-for", action="append", default=[], metavar="LABEL:KEY=VALUE",
+                        help="model keyword argument for one chosen model (YAML value), after --set; repeatable")
     parser.add_argument("--data", action="append", default=[], metavar="KEY=VALUE",
                         help="data setting for every chosen model, dotted key under the experiment's data section "
                              "(YAML value, e.g. source.reference=[T1,PD,FLAIR]); repeatable")
@@ -60,6 +68,12 @@ def main() -> None:
     if unknown:
         parser.error(f"--models: {unknown} not in {args.experiment}: {sorted(spec['models'])}")
     overrides, data = _pairs(parser, "--set", args.set), {}
+    own: dict[str, list[str]] = {label: [] for label in chosen}
+    for item in args.set_for:
+        label, sep, pair = item.partition(":")
+        if not sep or label not in own:
+            parser.error(f"--set-for: expected LABEL:KEY=VALUE with LABEL one of {chosen}, got {item!r}")
+        own[label].append(pair)
     for key, value in _pairs(parser, "--data", args.data).items():
         *parents, leaf = key.split(".")
         node = data
@@ -67,13 +81,15 @@ def main() -> None:
             node = node.setdefault(parent, {})
         node[leaf] = value
     spec["models"] = {label: {**spec["models"][label], "ablation": False,
-                              "kwargs": {**spec["models"][label]["kwargs"], **overrides},
+                              "kwargs": {**spec["models"][label]["kwargs"], **overrides,
+                                         **_pairs(parser, "--set-for", own[label])},
                               "data": _merge(spec["models"][label].get("data", {}), data)} for label in chosen}
     claims = [(a, b) for a, b in spec["claims"] if a in chosen and (b in chosen or b in spec["baselines"])]
     named = {b for _, b in claims} | {a for a, _ in claims}
     spec["baselines"] = {label: value for label, value in spec["baselines"].items() if label in named}
     spec["claims"] = claims
-    detail = ", ".join([f"{key}={value}" for key, value in overrides.items()] + [f"data.{item}" for item in args.data])
+    detail = ", ".join([f"{key}={value}" for key, value in overrides.items()] + args.set_for
+                       + [f"data.{item}" for item in args.data])
     spec["title"] = f"{spec.get('title', args.experiment)}: {', '.join(chosen)}" + (f" ({detail})" if detail else "")
     print(run_demo(args.out, steps=args.steps, seeds=args.seeds, experiments={args.experiment: spec}, log=print)
           .read_text())

@@ -100,6 +100,28 @@ def test_code_gamma_starts_at_zero_and_still_trains_the_3d_conv() -> None:
     assert parameters_without_gradient(model, contrast_loss(model(batch), batch, 0.5)) == []
 
 
+@pytest.mark.parametrize("cls", [MINet, SANet])
+def test_integration_gain_starts_as_the_ablation_and_learns(cls: type[MultiStageNetwork]) -> None:
+    """HAN's ``γ·M_Int(F)`` with ``γ = 0``: the "w/o integration" output at first, then every weight trains."""
+    batch = batch_of()
+    gained = tiny(cls, integration_gain=0.0)
+    no_integration = tiny(cls, use_integration=False).eval()
+    assert _load_shared(gained, no_integration) == ["integration.fuse.bias", "integration.fuse.weight",
+                                                    "integration.gain", "integration.temperature"]
+    with torch.no_grad():
+        assert torch.equal(gained.eval()(batch).image, no_integration(batch).image)
+    gained.train()
+    silent = parameters_without_gradient(gained, contrast_loss(gained(batch), batch, 0.5))
+    assert sorted(silent) == ["integration.fuse.bias", "integration.fuse.weight", "integration.temperature"]
+    assert gained.integration is not None and gained.integration.gain is not None
+    assert float(gained.integration.gain.grad.abs()) > 0
+    torch.optim.Adam(gained.parameters(), lr=1e-3).step()
+    assert float(gained.integration.gain.detach()) != 0.0
+    assert parameters_without_gradient(gained, contrast_loss(gained(batch), batch, 0.5)) == []
+    with torch.no_grad():
+        assert not torch.allclose(gained.eval()(batch).image, no_integration(batch).image)
+
+
 def _load_shared(source: nn.Module, target: nn.Module, own_only: tuple[str, ...] = ()) -> list[str]:
     """Copy ``source``'s weights into ``target`` where names and shapes match; returns the names left out.
 

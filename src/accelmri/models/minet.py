@@ -143,18 +143,29 @@ class MultiStageIntegration(nn.Module):
 
     The affinity runs in fp32 even under autocast: ``F̂ F̂ᵀ`` sums ``C·H·W`` products and overflows fp16.
 
+    Gain (``gain``): ``None`` adds the integrated feature as Eq. (5) writes it; a float scales it by a learnable
+    ``γ`` starting at that value, as the layer attention of HAN (Niu et al., ECCV 2020, Eq. 8: ``γ·LAM(F) + F``)
+    that Eqs. 7–8 follow. With ``γ = 0`` the network starts as its "w/o integration" ablation and only ``γ`` gets
+    a gradient at first; the fuse conv and ``τ`` get one once ``γ`` moves.
+
     Args:
         n_features: number of stage features ``N``.
         channels: channels ``C`` per feature.
         affinity: ``"scaled"`` or ``"paper"`` (see above).
         temperature: initial ``τ`` of the ``"scaled"`` affinity.
+        gain: ``None`` (no gain) or the initial value of the learnable gain ``γ``.
 
     Raises:
         ValueError: unknown ``affinity``.
     """
 
     def __init__(
-        self, n_features: int, channels: int = 64, affinity: Affinity = "scaled", temperature: float = 1.0
+        self,
+        n_features: int,
+        channels: int = 64,
+        affinity: Affinity = "scaled",
+        temperature: float = 1.0,
+        gain: float | None = None,
     ) -> None:
         super().__init__()
         if affinity not in get_args(Affinity):
@@ -164,6 +175,7 @@ class MultiStageIntegration(nn.Module):
         self.affinity = affinity
         self.temperature = nn.Parameter(torch.tensor(float(temperature))) if affinity == "scaled" else None
         self.fuse = conv(n_features * channels, channels)
+        self.gain = None if gain is None else nn.Parameter(torch.tensor(float(gain)))
 
     def affinity_matrix(self, flat: torch.Tensor) -> torch.Tensor:
         """``S (B, N, N)`` float32 of the flattened features ``F̂ (B, N, D)`` float32 (row-wise softmax)."""
@@ -173,7 +185,8 @@ class MultiStageIntegration(nn.Module):
         return torch.softmax(self.temperature * torch.bmm(unit, unit.transpose(1, 2)), dim=-1)
 
     def forward(self, stacked: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Enriched feature ``(B, C, H, W)`` and affinity ``S (B, N, N)`` of ``reshape(F) (B, N·C, H, W)``.
+        """Enriched feature ``(B, C, H, W)`` (times ``γ`` with a gain) and affinity ``S (B, N, N)`` of
+        ``reshape(F) (B, N·C, H, W)``.
 
         ``stacked`` holds feature ``i`` in channels ``[i·C, (i+1)·C)`` (``torch.cat`` of the ``N`` features).
 
@@ -199,8 +212,8 @@ class MultiStageIntegration(nn.Module):
             for j in range(1, n):
                 total = total.add_(F.conv2d(features[:, j], mixed[b, j], padding=self.fuse.padding))
             outputs.append(total)
-        out = torch.cat(outputs)
-        return out.reshape(batch, self.channels, height, width), affinity
+        out = torch.cat(outputs).reshape(batch, self.channels, height, width)
+        return (out if self.gain is None else self.gain * out), affinity
 
 
 def _store(stacked: torch.Tensor | None, slot: int, feature: torch.Tensor) -> int:
@@ -248,6 +261,8 @@ class MultiStageNetwork(nn.Module):
         use_integration: ``False`` = ablation "w/o F_Int"/"w/o M_Int": ``x̂_tar = conv(F⁰_tar ⊕ G_tar)``.
         affinity: the integration's stage affinity, ``"scaled"`` (cosine logits with a learnable temperature) or
             ``"paper"`` (Eq. 7 literally, one-hot rows at practical sizes); see :class:`MultiStageIntegration`.
+        integration_gain: ``None`` = Eq. (5) as written; a float = a learnable gain ``γ`` on the integrated
+            feature starting at that value (``0.0``: HAN's layer attention, the network starts as "w/o M_Int").
         use_csa: ``False`` = ablation "w/o F_Att"/"w/o M_Att": ``G = F^L`` in both branches.
         csa_gamma: ``None`` = paper's Eq. (4); a float = the code's learnable ``γ`` with that initial value.
         make_fusion: factory of one per-stage fusion module.
@@ -283,6 +298,7 @@ class MultiStageNetwork(nn.Module):
         n_fused: int,
         n_run_groups: int,
         checkpoint_stages: bool = False,
+        integration_gain: float | None = None,
     ) -> None:
         super().__init__()
         if n_run_groups < 1:
@@ -309,7 +325,7 @@ class MultiStageNetwork(nn.Module):
             self.fusions.extend(make_fusion() for _ in range(n_fused))
         n_stages = len(self.target.stages)
         self.integration = (
-            MultiStageIntegration((2 if use_reference else 1) * n_stages, channels, affinity)
+            MultiStageIntegration((2 if use_reference else 1) * n_stages, channels, affinity, gain=integration_gain)
             if use_integration
             else None
         )
@@ -384,6 +400,8 @@ class MINet(MultiStageNetwork):
         use_integration: ``False`` = ablation "w/o F_Int" (Table 2).
         affinity: ``"scaled"`` (default; learnable stage mixing) or ``"paper"`` (Eq. 7 as written, saturated); see
             :class:`MultiStageIntegration`.
+        integration_gain: ``None`` = Eq. (5) as written; ``0.0`` = a learnable gain on the integrated feature
+            starting at 0 (HAN's layer attention; the network starts as "w/o F_Int"). Not in the paper.
         use_csa: ``False`` = ablation "w/o F_Att" (Table 2).
         csa_gamma: ``None`` = Eq. (4) as written; ``0.0`` = the reference code's learnable ``γ`` initialised to 0.
         checkpoint_stages: recompute every stage in the backward pass (less training memory, same gradients; see
@@ -408,6 +426,7 @@ class MINet(MultiStageNetwork):
         use_csa: bool = True,
         csa_gamma: float | None = None,
         checkpoint_stages: bool = False,
+        integration_gain: float | None = None,
     ) -> None:
         super().__init__(
             scale=scale,
@@ -424,4 +443,5 @@ class MINet(MultiStageNetwork):
             n_fused=n_groups + 1,
             n_run_groups=n_groups,
             checkpoint_stages=checkpoint_stages,
+            integration_gain=integration_gain,
         )

@@ -101,6 +101,8 @@ class SANet(MultiStageNetwork):
         use_integration: ``False`` = no ``M_Int`` (Table III, Ab_1–Ab_3).
         affinity: ``"scaled"`` (default; learnable stage mixing) or ``"paper"`` (Eq. 13 as written, saturated);
             see :class:`~accelmri.models.minet.MultiStageIntegration`.
+        integration_gain: ``None`` = the paper (no gain); ``0.0`` = a learnable gain on the integrated feature
+            starting at 0 (HAN's layer attention; the network starts without ``M_Int``). Not in the paper.
         use_csa: ``False`` = no ``M_Att`` (Table III, Ab_1).
         csa_gamma: ``None`` = Eq. (7) as written; ``0.0`` = the reference code's learnable ``γ`` initialised to 0.
         attention_stages: ``"all"`` (paper: ``S^l`` before every stage) or ``"refcode"`` (the reference code's
@@ -135,6 +137,7 @@ class SANet(MultiStageNetwork):
         attention_channels: int = 32,
         batch_norm: bool = False,
         checkpoint_stages: bool = False,
+        integration_gain: float | None = None,
     ) -> None:
         if attention_stages == "all":
             n_run_groups, n_fused = n_groups, n_groups + 1
@@ -157,5 +160,6 @@ class SANet(MultiStageNetwork):
             n_fused=n_fused,
             n_run_groups=n_run_groups,
             checkpoint_stages=checkpoint_stages,
+            integration_gain=integration_gain,
         )
         self.attention_stages = attention_stages
