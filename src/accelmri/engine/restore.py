@@ -633,9 +633,10 @@ def _restore_volume(
     image = _predict(model, config.model.name, make_sample, len(covered), batch_size, device, precision,
                      source.path, advance)
     if plan.uncovered and tuple(image.shape[1:]) == expected:  # the fallback: zero-padded measured k-space band
-        logger.warning("%s: slice%s %s lie mostly outside the reference %s: restored by sinc interpolation",
-                       source.path, "s" if len(plan.uncovered) > 1 else "", _ranges(np.array(plan.uncovered)),
-                       None if guide is None else guide.path)
+        several = len(plan.uncovered) > 1
+        logger.warning("%s: %s %s %s mostly outside the reference %s: restored by sinc interpolation",
+                       source.path, "slices" if several else "slice", _ranges(np.array(plan.uncovered)),
+                       "lie" if several else "lies", None if guide is None else guide.path)
         fallback = _predict(Sinc(scale).to(device), "sinc", lambda i: plan.make_sample(plan.uncovered[i]),
                             len(plan.uncovered), batch_size, device, precision, source.path, advance)
         image = np.concatenate([image, fallback])[np.argsort([*covered, *plan.uncovered])]
