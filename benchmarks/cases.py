@@ -100,8 +100,9 @@ PAPER_CASES: list[Case] = [
 #: The demo's model sizes (``accelmri.engine.demo.EXPERIMENTS``; tests/test_benchmarks.py checks they agree).
 DEMO_CONFIGS: dict[str, dict[str, Any]] = {
     "t2net": {"scale": 2, "channels": 16, "n_blocks": 4},
-    "minet": {"scale": 2, "channels": 16, "n_groups": 2, "n_blocks": 2, "reduction": 4},
-    "sanet": {"scale": 2, "channels": 16, "n_groups": 2, "n_blocks": 2, "reduction": 4, "attention_channels": 8},
+    "minet": {"scale": 2, "channels": 16, "n_groups": 2, "n_blocks": 2, "reduction": 4, "integration_gain": 0.0},
+    "sanet": {"scale": 2, "channels": 16, "n_groups": 2, "n_blocks": 2, "reduction": 4, "attention_channels": 8,
+              "integration_gain": 0.0},
     "fasrnet": {"scale": 2, "channels": 16, "n_blocks": [2, 2], "embed_channels": 16},
     "pgd_sft": {"scale": 2, "channels": 16, "growth": 8, "n_blocks": 2, "prox_channels": 8, "prox_growth": 8,
                 "max_iter": 5},
