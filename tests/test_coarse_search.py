@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from accelmri.models.blocks.correspondence import relevance_search
+from accelmri.models.blocks.correspondence import _window_positions, _window_sums, relevance_search
 from accelmri.models.t2net import T2Net
 from tests.model_utils import make_batch
 from tests.test_fasrnet import tiny
@@ -129,3 +129,18 @@ def test_bad_coarse_arguments_raise(options: dict[str, int]) -> None:
     features = torch.randn(1, 4, 8, 8)
     with pytest.raises(ValueError, match="coarse"):
         relevance_search(features, features, **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("side", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize(("height", "width"), [(21, 26), (25, 23), (8, 8), (7, 9)])
+def test_pooled_key_windows_are_the_sums_over_their_pixels(side: int, height: int, width: int) -> None:
+    """The coarse stage's key-window descriptors (pooled, up to a positive factor per window) point the same way
+    as the plain sums of the pixels :func:`_window_positions` lists (zeros off the grid)."""
+    generator = torch.Generator().manual_seed(3)
+    pixels = torch.randn(2, height, width, 5, generator=generator)
+    positions = _window_positions(height, width, side, pixels.device)  # (M, side²)
+    flat = F.pad(pixels.flatten(1, 2), (0, 0, 0, 1))  # row H·W: zeros, for the -1 positions
+    plain = flat[:, positions.where(positions >= 0, height * width)].sum(2).transpose(1, 2)  # (B, D, M)
+    pooled = _window_sums(pixels, side)
+    assert pooled.shape == plain.shape
+    torch.testing.assert_close(F.normalize(pooled, dim=1), F.normalize(plain, dim=1), rtol=0, atol=1e-6)
