@@ -4,16 +4,19 @@ each in its own plane, write the result in the input's layout."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from accelmri.cli import app
 from accelmri.data.readers import read_nifti, write_nifti
 from accelmri.data.readers.nifti import SLICE_AXIS_RATIO, slice_axis
-from accelmri.engine.restore import restore
+from accelmri.engine.restore import NegativeIntensityWarning, restore
 from tests.test_adapt import EDSR, make_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -110,3 +113,24 @@ def test_restore_accepts_a_2d_image(checkpoint: Path, tmp_path: Path) -> None:
     nib.save(nib.Nifti1Image(image, AXIAL), path)
     (out,) = restore(checkpoint, [path], tmp_path / "image_out.nii.gz", device="cpu")
     assert nib.load(out).shape == (32, 24)
+
+
+def test_negative_voxels_warn_once_per_input_and_the_cli_says_so_in_one_line(checkpoint: Path, tmp_path: Path) -> None:
+    """Standardised (z-scored) or offset intensities are not magnitudes: restoring goes on, with one warning naming
+    the file; a magnitude input gives none."""
+    magnitude = (np.random.default_rng(4).random((16, 12, 2)) + 0.1).astype(np.float32)
+    plain = tmp_path / "magnitude.nii.gz"
+    nib.save(nib.Nifti1Image(magnitude, AXIAL), plain)
+    scored = tmp_path / "zscored.nii.gz"
+    nib.save(nib.Nifti1Image((magnitude - magnitude.mean()) / magnitude.std(), AXIAL), scored)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NegativeIntensityWarning)
+        restore(checkpoint, [plain], tmp_path / "plain_out.nii.gz", device="cpu")
+    with pytest.warns(NegativeIntensityWarning, match=r"zscored\.nii\.gz: \d+\.\d % of voxels are negative"):
+        restore(checkpoint, [scored], tmp_path / "scored_out.nii.gz", device="cpu")
+    result = CliRunner().invoke(app, ["restore", str(checkpoint), str(scored), "--out", str(tmp_path / "cli.nii.gz"),
+                                      "--quiet"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(lines) == 1 and "zscored.nii.gz" in lines[0] and "negative" in lines[0]
+    assert (tmp_path / "cli.nii.gz").is_file()

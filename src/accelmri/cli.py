@@ -361,7 +361,7 @@ def restore(
     import logging
     import warnings
 
-    from accelmri.engine.restore import UNCOVERED_SLICES, ContrastMismatchWarning
+    from accelmri.engine.restore import UNCOVERED_SLICES, ContrastMismatchWarning, NegativeIntensityWarning
     from accelmri.engine.restore import restore as run_restore
 
     if adapt_lr is not None and not adapt_lr > 0:
@@ -384,6 +384,7 @@ def restore(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always", ContrastMismatchWarning)  # one per input, however many inputs
+            warnings.simplefilter("always", NegativeIntensityWarning)
             warnings.showwarning = one_line
             written = run_restore(checkpoint, inputs, out, reference or None, degrade, overwrite, device=device,
                                   precision=_precision(precision), channels_last=channels_last, contrast=contrast,

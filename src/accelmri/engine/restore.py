@@ -36,7 +36,9 @@ Outputs (one per input, named ``<input stem>_restored<suffix>`` (challenge files
 folder, or the ``out`` file itself for a single input):
 
 * NIfTI input → NIfTI float32 (``.nii.gz`` or ``.nii`` like the input), the affine of :func:`restored_affine`
-  (acquired) or the input's (degraded);
+  (acquired) or the input's (degraded), in the input's layout: the slices are the acquisition's (the thick voxel
+  axis of a 2-D multi-slice series, wherever the file stores it: :func:`~accelmri.data.readers.nifti.slice_axis`),
+  the file's axis order and dimensionality (a 2-D image stays 2-D) are kept;
 * DICOM series folder → a derived DICOM series, the folder ``<folder name>_restored`` with one file per slice
   (:func:`~accelmri.data.readers.dicom_writer.write_dicom_series`: new Series/SOP Instance UIDs, ImageType
   ``DERIVED\\SECONDARY``, patient/study/acquisition tags copied, SeriesDescription ``"<original> accelmri <model>
@@ -128,8 +130,8 @@ from accelmri.physics.fft import fft2c, ifft2c
 from accelmri.physics.masks import realised_acceleration
 from accelmri.physics.sensitivity import calibrated_espirit_maps
 
-__all__ = ["INPUT_KINDS", "UNCOVERED_SLICES", "ContrastMismatchWarning", "UncoveredSlices", "restore",
-           "restored_affine"]
+__all__ = ["INPUT_KINDS", "UNCOVERED_SLICES", "ContrastMismatchWarning", "NegativeIntensityWarning",
+           "UncoveredSlices", "restore", "restored_affine"]
 
 #: What ``restore`` reads, for messages: every other path is refused with a :class:`DataError`.
 INPUT_KINDS = "a NIfTI file (.nii/.nii.gz), a DICOM series folder, a fastMRI or ISMRMRD .h5 file or a twix .dat file"
@@ -366,6 +368,25 @@ def _open_reference(
 
 class ContrastMismatchWarning(UserWarning):
     """An input's (or its reference's) contrast differs from the one the checkpoint was trained with."""
+
+
+class NegativeIntensityWarning(UserWarning):
+    """An image input (or reference) holds negative voxels: not a magnitude image as stored by the scanner (e.g.
+    standardised or offset intensities), outside what the models were trained on."""
+
+
+def _check_intensities(*sources: SliceSource | None) -> None:
+    """Warn (one :class:`NegativeIntensityWarning` per image volume) when a magnitude input has negative voxels."""
+    for source in sources:
+        if source is None or not isinstance(source.volume, ImageVolume):
+            continue
+        data = source.volume.data
+        negative = int(np.count_nonzero(data < 0))
+        if negative:
+            warnings.warn(f"{source.path}: {100 * negative / data.size:.1f} % of voxels are negative (minimum "
+                          f"{float(data.min()):.4g}): a magnitude image is ≥ 0 and the models were trained on "
+                          "magnitudes; standardised or offset intensities change the result (restore the scanner's "
+                          "magnitude values)", NegativeIntensityWarning, stacklevel=4)
 
 
 @dataclass(frozen=True)
@@ -724,6 +745,7 @@ def restore(
     Warns:
         ContrastMismatchWarning: once per input whose known contrast (or its reference's) differs from the one
             recorded in the checkpoint.
+        NegativeIntensityWarning: once per image input or reference with negative voxels (not a magnitude image).
 
     Raises:
         DataError: a missing, unsupported or unreadable input or reference (naming it), an output that is an
@@ -767,6 +789,7 @@ def restore(
             plan = _plan(config, source, ref_path, degrade, reference_series_uid, register_reference, registered,
                          uncovered_slices)
             _check_contrasts(expect, source, plan.guide)
+            _check_intensities(source, plan.guide)
             _check_fields(model, config.model.name, collate([plan.make_sample(0)]), path)
             slices.append(source.num_slices)
     for output in outputs:
@@ -785,7 +808,9 @@ def restore(
             if plan.affine is not None and not output.name.lower().endswith(_NIFTI_SUFFIXES):  # a DICOM series
                 _write_dicom(output, image, plan.affine, source, config, checkpoint, degrade, adapt_steps, overwrite)
             elif plan.affine is not None:
-                write_nifti(output, image, plan.affine, overwrite=overwrite)
+                layout = source.volume.attrs if isinstance(source.volume, ImageVolume) else {}
+                write_nifti(output, image, plan.affine, overwrite=overwrite, axes=layout.get("nifti_axes"),
+                            ndim=layout.get("nifti_ndim"))
             else:
                 attrs: dict[str, object] = {key: source.volume.attrs[key] for key in ("acquisition", "patient_id")
                                             if isinstance(source.volume.attrs.get(key), (str, int, float))}
