@@ -371,18 +371,24 @@ class ContrastMismatchWarning(UserWarning):
 
 
 class NegativeIntensityWarning(UserWarning):
-    """An image input (or reference) holds negative voxels: not a magnitude image as stored by the scanner (e.g.
-    standardised or offset intensities), outside what the models were trained on."""
+    """An image input (or reference) holds many negative voxels: not a magnitude image as stored by the scanner
+    (e.g. standardised or offset intensities), outside what the models were trained on."""
+
+
+#: Fraction of negative voxels from which an image volume is taken for standardised or offset intensities. Below it,
+#: negatives are interpolation ringing of a resampled magnitude image (a registered volume: ~0.1–0.2 %).
+NEGATIVE_FRACTION = 0.01
 
 
 def _check_intensities(*sources: SliceSource | None) -> None:
-    """Warn (one :class:`NegativeIntensityWarning` per image volume) when a magnitude input has negative voxels."""
+    """Warn (one :class:`NegativeIntensityWarning` per image volume) when at least :data:`NEGATIVE_FRACTION` of a
+    magnitude input's voxels are negative."""
     for source in sources:
         if source is None or not isinstance(source.volume, ImageVolume):
             continue
         data = source.volume.data
         negative = int(np.count_nonzero(data < 0))
-        if negative:
+        if negative >= NEGATIVE_FRACTION * data.size:
             warnings.warn(f"{source.path}: {100 * negative / data.size:.1f} % of voxels are negative (minimum "
                           f"{float(data.min()):.4g}): a magnitude image is ≥ 0 and the models were trained on "
                           "magnitudes; standardised or offset intensities change the result (restore the scanner's "
@@ -745,7 +751,8 @@ def restore(
     Warns:
         ContrastMismatchWarning: once per input whose known contrast (or its reference's) differs from the one
             recorded in the checkpoint.
-        NegativeIntensityWarning: once per image input or reference with negative voxels (not a magnitude image).
+        NegativeIntensityWarning: once per image input or reference with ≥ :data:`NEGATIVE_FRACTION` (1 %) negative
+            voxels (not a magnitude image; fewer are taken for interpolation ringing).
 
     Raises:
         DataError: a missing, unsupported or unreadable input or reference (naming it), an output that is an
