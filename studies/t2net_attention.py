@@ -12,9 +12,10 @@ It also reports the fraction of queries whose match is their own position (and w
 soft attention. If ``own position`` scores as ``as trained``, the global search adds nothing the position-wise
 fusion does not give. With ``--coarse N`` it also scores the opt-in coarse-to-fine search (``search_coarse``,
 :func:`accelmri.models.blocks.correspondence.relevance_search`) and the fraction of its matches equal to the exact
-argmax (performance issue: the accuracy of the fast path on trained models).
+argmax (performance issue: the accuracy of the fast path on trained models), once per ``--candidates`` value
+(key windows refined per query cell, ``search_candidates``; default 8).
 
-    python studies/t2net_attention.py out/joint_width/runs/joint2x_t2net_seed*/last.pt [--coarse 4]
+    python studies/t2net_attention.py out/joint_width/runs/joint2x_t2net_seed*/last.pt [--coarse 4 --candidates 8,16]
 """
 
 from __future__ import annotations
@@ -74,11 +75,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="+", type=Path)
     parser.add_argument("--coarse", type=int, default=None, help="also score search_coarse=N")
+    parser.add_argument("--candidates", default="8", help="comma list of search_candidates values (with --coarse)")
     args = parser.parse_args()
-    extra = " coarse search (dB) | coarse match = exact |" if args.coarse else ""
+    counts = [int(value) for value in args.candidates.split(",")] if args.coarse else []
+    extra = "".join(f" coarse, {k} candidates (dB) | match = exact ({k}) |" for k in counts)
     print("| checkpoint | as trained (dB) | own position (dB) | no transfer (dB) | match = own position | "
           f"within ±1 px | mean soft attention |{extra}")
-    print("|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if args.coarse else ""))
+    print("|---|---:|---:|---:|---:|---:|---:|" + "---:|---:|" * len(counts))
     for path in args.checkpoints:
         config, model = load_method(path, (), torch.device("cpu"))
         transformers = [m for m in model.modules() if isinstance(m, TaskTransformer)]
@@ -103,21 +106,21 @@ def main() -> None:
             module.correspond = _own_position(search, [])
         own_position = _score(model, dataset)
         cells = ""
-        if args.coarse:
+        for count in counts:
             coarse_indices: list[torch.Tensor] = []
             for module, search in zip(transformers, searches, strict=True):
-                module.search_coarse = args.coarse
+                module.search_coarse, module.search_candidates = args.coarse, count
                 module.correspond = _record(search, coarse_indices, [])
             coarse = _score(model, dataset)
             equal = np.mean([float((a == b).float().mean()) for a, b in zip(indices, coarse_indices, strict=True)])
-            cells = f" {coarse:.2f} | {100 * equal:.1f} % |"
+            cells += f" {coarse:.3f} | {100 * equal:.1f} % |"
             for module in transformers:
                 module.search_coarse = None
         for module, search in zip(transformers, searches, strict=True):
             module.correspond = search
             module.value_features = lambda key: torch.zeros_like(key)  # type: ignore[method-assign]
         no_transfer = _score(model, dataset)
-        print(f"| {path} | {trained:.2f} | {own_position:.2f} | {no_transfer:.2f} | {100 * same:.1f} % | "
+        print(f"| {path} | {trained:.3f} | {own_position:.2f} | {no_transfer:.2f} | {100 * same:.1f} % | "
               f"{100 * near:.1f} % | {np.mean(soft_means):.3f} |{cells}", flush=True)
 
 

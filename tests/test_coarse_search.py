@@ -144,3 +144,25 @@ def test_pooled_key_windows_are_the_sums_over_their_pixels(side: int, height: in
     pooled = _window_sums(pixels, side)
     assert pooled.shape == plain.shape
     torch.testing.assert_close(F.normalize(pooled, dim=1), F.normalize(plain, dim=1), rtol=0, atol=1e-6)
+
+
+def test_search_candidates_reach_the_models_search() -> None:
+    """``search_candidates`` covering every key window makes the coarse-to-fine T2Net and FASR-Net the exact ones
+    (the exact argmax everywhere); with one candidate the output differs."""
+    torch.manual_seed(0)
+    t2net_batch, fasrnet_batch = make_batch("joint", scale=2, acceleration=2, size=(32, 32)), make_batch(scale=2,
+                                                                                                       size=(32, 32))
+    models = {"t2net": (T2Net(channels=8, n_blocks=2).eval(), t2net_batch),
+              "fasrnet": (tiny(2).eval(), fasrnet_batch)}
+    for name, (exact, batch) in models.items():
+        build = (lambda **kw: T2Net(channels=8, n_blocks=2, **kw)) if name == "t2net" else (lambda **kw: tiny(2, **kw))
+        outputs = {}
+        for candidates in (1, 10**6):
+            fast = build(search_coarse=4, search_candidates=candidates).eval()
+            fast.load_state_dict(exact.state_dict())
+            with torch.no_grad():
+                outputs[candidates] = fast(batch).image
+        with torch.no_grad():
+            reference = exact(batch).image
+        torch.testing.assert_close(outputs[10**6], reference, rtol=0, atol=1e-5, msg=name)
+        assert not torch.allclose(outputs[1], reference, rtol=0, atol=1e-5), name

@@ -260,7 +260,7 @@ def _method_name(path: Path, is_checkpoint: bool, taken: set[str]) -> str:
 #: Model options a trained model can run with other values than it was trained with (same weights): how T2Net and
 #: FASR-Net search correspondences (exact by default; the windowed and coarse-to-fine fast paths are
 #: approximations, docs/performance.md). ``evaluate`` / ``restore`` ``--model KEY=VALUE`` set them.
-INFERENCE_OPTIONS = ("search_block_size", "search_window", "search_dtype", "search_coarse")
+INFERENCE_OPTIONS = ("search_block_size", "search_window", "search_dtype", "search_coarse", "search_candidates")
 
 
 def model_option_overrides(options: Sequence[str], source: str, model: str) -> list[str]:

@@ -145,6 +145,8 @@ class FASRNet(nn.Module):
         search_coarse: optional coarse-to-fine search with ``search_coarse × search_coarse`` LR-grid cells (the
             ``coarse`` option of :func:`~accelmri.models.blocks.correspondence.relevance_search`; an
             approximation, never the default; a value below 1 raises ``ValueError`` in the search).
+        search_candidates: key windows the coarse-to-fine search refines per query cell (its ``candidates``,
+            default 8; more is slower and closer to the exact search).
 
     Raises:
         ValueError: bad scale, too few ``n_blocks``, FA with neither S-A nor M-A, a backbone without
@@ -175,6 +177,7 @@ class FASRNet(nn.Module):
         search_window: int | None = None,
         search_dtype: torch.dtype | str | None = None,
         search_coarse: int | None = None,
+        search_candidates: int = 8,
     ) -> None:
         super().__init__()
         if scale not in (2, 4):
@@ -191,7 +194,8 @@ class FASRNet(nn.Module):
         self.use_chpf, self.use_fa = use_chpf, use_fa
         self.reference_downsampling = reference_downsampling
         self.search = {"block_size": search_block_size, "window": search_window,
-                       "dtype": parse_search_dtype(search_dtype), "coarse": search_coarse}
+                       "dtype": parse_search_dtype(search_dtype), "coarse": search_coarse,
+                       "candidates": search_candidates}
 
         if extractor_weights is not None and (backbone is not None or vgg_weights is not None):
             raise ValueError("extractor_weights selects the pretrained TextureExtractor: no backbone or vgg_weights")

@@ -63,6 +63,8 @@ class TaskTransformer(nn.Module):
         search_dtype: dtype of the relevance correlation, e.g. ``torch.bfloat16`` or ``"bfloat16"`` (approximate).
         search_coarse: coarse-to-fine search with ``search_coarse × search_coarse`` cells (approximate; ``None`` =
             exact): the ``coarse`` option of :func:`~accelmri.models.blocks.correspondence.relevance_search`.
+        search_candidates: key windows the coarse-to-fine search refines per query cell (its ``candidates``; more
+            is slower and closer to the exact search).
     """
 
     def __init__(
@@ -75,6 +77,7 @@ class TaskTransformer(nn.Module):
         window: int | None = None,
         search_dtype: torch.dtype | str | None = None,
         search_coarse: int | None = None,
+        search_candidates: int = 8,
     ) -> None:
         super().__init__()
         if value not in ("paper", "refcode"):
@@ -86,6 +89,7 @@ class TaskTransformer(nn.Module):
         self.window = window
         self.search_dtype = parse_search_dtype(search_dtype)
         self.search_coarse = search_coarse
+        self.search_candidates = search_candidates
         self.fuse = nn.Conv2d(2 * channels, channels, kernel_size=1)
 
     def correspond(self, query: torch.Tensor, key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,7 +98,7 @@ class TaskTransformer(nn.Module):
         ``query`` and ``key`` are ``(B, C, h, w)``; positions are row-major over ``h × w`` (Eq. 5).
         """
         return relevance_search(query, key, patch=self.patch, block_size=self.block_size, window=self.window,
-                                dtype=self.search_dtype, coarse=self.search_coarse)
+                                dtype=self.search_dtype, coarse=self.search_coarse, candidates=self.search_candidates)
 
     def value_features(self, key: torch.Tensor) -> torch.Tensor:
         """The value ``V`` ``(B, C, h, w)`` from the Rec feature ``(B, C, h, w)``: ``K↑↓`` (paper) or ``K`` (code).
@@ -149,6 +153,8 @@ class T2Net(nn.Module):
             ``None`` = input dtype). A name that is no torch dtype raises ``ValueError``.
         search_coarse: coarse-to-fine relevance search with ``search_coarse × search_coarse`` LR-pixel cells
             (approximate, ≥ 10× faster at 128² with 4; ``None`` = exact; ``ValueError`` in the search if below 1).
+        search_candidates: key windows the coarse-to-fine search refines per query cell (default 8; more is slower
+            and closer to the exact search; docs/performance.md measures 8, 16 and 32).
         block_size: keys per block of the relevance search (working memory only; exact for any value).
 
     Forward: ``batch.lr_input (B, 1, h, w)`` float32 → ``Prediction(image (B, 1, s·h, s·w),
@@ -170,6 +176,7 @@ class T2Net(nn.Module):
         search_dtype: torch.dtype | str | None = None,
         block_size: int = 512,
         search_coarse: int | None = None,
+        search_candidates: int = 8,
     ) -> None:
         super().__init__()
         self.scale = scale
@@ -184,7 +191,8 @@ class T2Net(nn.Module):
             self.rec_tail = OutputConv(channels, 1)
             if use_task_transformer:
                 self.transformers = nn.ModuleList(
-                    TaskTransformer(channels, scale, value, 3, block_size, search_window, search_dtype, search_coarse)
+                    TaskTransformer(channels, scale, value, 3, block_size, search_window, search_dtype, search_coarse,
+                                    search_candidates)
                     for _ in range(n_blocks)
                 )
 
