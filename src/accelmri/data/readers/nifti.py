@@ -101,8 +101,7 @@ def read_nifti(path: str | os.PathLike[str], contrast: str | None = None) -> Ima
     if len(shape) not in (2, 3) or min(shape) < 1:
         raise DataError(file, f"shape {image.shape}: expected a 3-D volume or a 2-D image")
     try:
-        data = image.get_fdata(dtype=np.float32).reshape(*shape, 1) if len(shape) == 2 else (
-            image.get_fdata(dtype=np.float32).reshape(shape))
+        data = image.get_fdata(dtype=np.float32).reshape(shape if len(shape) == 3 else (*shape, 1))
     except _READ_ERRORS as err:
         raise DataError(file, f"truncated or corrupt voxel data ({type(err).__name__}: {err})") from err
     bad = int(np.count_nonzero(~np.isfinite(data)))
@@ -188,7 +187,7 @@ def write_nifti(
     if ndim not in (2, 3) or (ndim == 2 and (data.shape[0] != 1 or axes[2] != 2)):
         raise ValueError(f"ndim must be 3, or 2 for one slice along the third axis; got ndim {ndim}, "
                          f"{data.shape[0]} slices, axes {axes}")
-    order = [int(np.argsort(axes)[j]) for j in range(3)]  # in-memory (h, w, s) axis stored as file axis j
+    order = [int(k) for k in np.argsort(axes)]  # order[j]: the in-memory (h, w, s) axis stored as file axis j
     voxels = np.asarray(data.transpose(1, 2, 0), dtype=np.float32).transpose(order)
     affine = np.concatenate([affine[:, order], affine[:, 3:]], axis=1)
     image = nib.Nifti1Image(voxels[..., 0] if ndim == 2 else voxels, affine)

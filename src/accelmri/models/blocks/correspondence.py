@@ -221,7 +221,8 @@ def _descriptor_cells(x: torch.Tensor, patch: int, cell: int, dtype: torch.dtype
     pixels = _pixel_major(x)  # (B, H, W, C)
     if (rows * cell, cols * cell) != (height, width):  # zeros, as the exact search's padding
         pixels = F.pad(pixels, (0, 0, 0, cols * cell - width, 0, rows * cell - height))
-    squares = torch.einsum("bhwc,bhwc->bhw", pixels.float(), pixels.float())  # (B, H', W'): 7× .square().sum(3)
+    values = pixels.float()
+    squares = torch.einsum("bhwc,bhwc->bhw", values, values)  # (B, H', W'); 7× faster than .square().sum(3)
     if patch > 1:
         squares = F.avg_pool2d(squares[:, None], patch, stride=1, padding=patch // 2, count_include_pad=True)[:, 0]
         squares = squares * patch**2
